@@ -35,3 +35,61 @@ def test_train_runs_checkpoints_and_resumes(tmp_path):
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["train", "--data", "sample", "--out", str(tmp_path / "none"), "--resume", "--steps", "1"])
     assert result.exit_code == 2 and "no checkpoint" in result.output
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    """Stopping at step 2 (without a learning-rate drop yet) and resuming to step 4 gives exactly the
+    weights of one 4-step run: the README's training command is reproducible even when resumed."""
+    runner = CliRunner()
+    common = ["train", "--data", "sample", "--device", "cpu", "--batch-size", "2", "--width", "8",
+              "--val-frames", "3", "--crop", "128", "--seed", "3"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert runner.invoke(app, common + ["--out", str(straight), "--steps", "4"]).exit_code == 0
+    resumed.mkdir()
+    (resumed / "cache").symlink_to(straight / "cache")  # the cache is deterministic: share it
+    assert runner.invoke(app, common + ["--out", str(resumed), "--steps", "2", "--lr-drop", "1"]).exit_code == 0
+    result = runner.invoke(app, common + ["--out", str(resumed), "--steps", "4", "--resume"])
+    assert result.exit_code == 0, result.output
+    a, b = load_refiner(straight / "refiner.pt").state_dict(), load_refiner(resumed / "refiner.pt").state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_learning_rate_drops_by_ten_at_the_configured_fraction(tmp_path):
+    from vossegcli.train.trainer import RefinerTrainer, TrainConfig
+
+    trainer = RefinerTrainer(TrainConfig(steps=100, lr=1e-3, lr_drop=0.8, data="sample", refiner_width=8),
+                             tmp_path, torch.device("cpu"))
+    assert trainer.learning_rate(0) == trainer.learning_rate(79) == 1e-3
+    assert abs(trainer.learning_rate(80) - 1e-4) < 1e-12 and abs(trainer.learning_rate(99) - 1e-4) < 1e-12
+
+
+def test_distractor_is_the_strongest_false_positive_away_from_the_object():
+    from vossegcli.train.trainer import _distractor
+
+    label = torch.zeros(480, 854, dtype=torch.uint8)
+    label[200:260, 400:460] = 1
+    scores = torch.zeros(1, 30, 54)
+    scores[0, 13:16, 25:29] = 1.0  # on the object
+    scores[0, 12, 24] = 0.9  # next to it: a border, not a distractor
+    scores[0, 5, 3] = 0.6  # far away
+    assert _distractor(scores, label, 1) == (88, 54)  # centre of cell (5, 3) in pixels
+    scores[0, 5, 3] = 0.1
+    assert _distractor(scores, label, 1) is None  # nothing strong enough away from the object
+
+
+def test_crop_windows_follow_the_requested_centres():
+    import random
+
+    from vossegcli.train.trainer import _crop_window
+
+    label = torch.zeros(480, 854, dtype=torch.uint8)
+    label[400:440, 700:760] = 1
+    rng = random.Random(0)
+    for _ in range(20):
+        y, x, side = _crop_window(label, 1, 256, rng, object_share=1.0)
+        assert side == 256 and y % 32 == 0 and x % 32 == 0
+        assert y + side <= 480 and x + side <= 854
+        assert label[y:y + side, x:x + side].any()  # centred on the object, clipped to the frame
+    y, x, _ = _crop_window(label, 1, 256, rng, object_share=0.0, distractor=(60, 60), distractor_share=1.0)
+    assert (y, x) == (0, 0)

@@ -485,9 +485,14 @@ def train(
     steps: int = typer.Option(1000, help="Optimizer steps."),
     batch_size: int = typer.Option(8, help="Samples per step (each contributes 2 frames)."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    lr_drop: float = typer.Option(0.8, help="Divide the learning rate by 10 from this fraction of --steps on."),
     crop: int = typer.Option(256, help="Training crop side in pixels (multiple of 32)."),
     synthetic_ratio: float = typer.Option(0.5, help="Share of samples drawn from synthetic ECSSD clips."),
     synthetic_clips: int = typer.Option(150, help="Synthetic clips generated (and cached)."),
+    object_windows: float = typer.Option(0.5, help="Share of training crops centred on the object."),
+    distractor_windows: float = typer.Option(
+        0.25, help="Share of training crops centred on the target model's strongest false positive."
+    ),
     width: int = typer.Option(32, help="Refiner channel width."),
     val_every: int = typer.Option(0, help="Validation J&F every N steps (0: only at the end)."),
     val_frames: int = typer.Option(0, help="Validate on the first N frames of each val sequence (0: all)."),
@@ -501,9 +506,9 @@ def train(
     if crop % 32 or crop < 64:
         _fail(VossegError(f"--crop {crop}: must be a multiple of 32, at least 64"))
     config = TrainConfig(
-        steps=steps, batch_size=batch_size, lr=lr, crop=crop, synthetic_ratio=synthetic_ratio,
-        synthetic_clips=synthetic_clips, refiner_width=width, val_every=val_every, val_frames=val_frames,
-        seed=seed, data=data,
+        steps=steps, batch_size=batch_size, lr=lr, lr_drop=lr_drop, crop=crop, synthetic_ratio=synthetic_ratio,
+        synthetic_clips=synthetic_clips, object_windows=object_windows, distractor_windows=distractor_windows,
+        refiner_width=width, val_every=val_every, val_frames=val_frames, seed=seed, data=data,
     )
     try:
         trainer = RefinerTrainer(config, out, resolve_device(device), log=lambda m: err_console.print(m, highlight=False))

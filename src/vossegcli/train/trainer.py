@@ -45,9 +45,12 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 8  #: samples per step; each contributes 2 validation frames
     lr: float = 1e-3
+    lr_drop: float = 0.8  #: the learning rate is divided by 10 from this fraction of ``steps`` on
     weight_decay: float = 1e-5
     crop: int = 256  #: crop side in pixels (multiple of 32)
     synthetic_ratio: float = 0.5  #: probability that a sample comes from a synthetic clip
+    object_windows: float = 0.5  #: share of crops centred on the object
+    distractor_windows: float = 0.25  #: share of crops centred on D's strongest false positive
     synthetic_clips: int = 150
     synthetic_frames: int = 3
     refs_per_sequence: int = 4  #: reference frames per real sequence (each gets a cached D)
@@ -123,14 +126,38 @@ def _pick_refs(clip: Clip, n: int) -> list[int]:
     return [visible[round(k * (len(visible) - 1) / (n - 1))] if n > 1 else visible[0] for k in range(n)]
 
 
-def _crop_window(label: torch.Tensor, obj: int, crop: int, rng: random.Random) -> tuple[int, int, int]:
-    """Top-left (y, x) aligned to 32 px and the crop side, preferring windows on the object."""
+def _distractor(scores: torch.Tensor, label: torch.Tensor, obj: int, threshold: float = 0.2) -> tuple[int, int] | None:
+    """Pixel (y, x) of D's strongest response away from the object, or None if all are weak.
+
+    scores: (1, h16, w16) raw target-model scores of the full frame; label: (H, W) ids. Cells within
+    one cell of an object pixel do not count, so this finds false positives, not object borders.
+    """
+    h, w = scores.shape[-2:]
+    on_object = (label == obj).float()[None, None]
+    cells = F.adaptive_max_pool2d(on_object, (h, w))
+    near = F.max_pool2d(cells, 3, stride=1, padding=1)[0, 0] > 0
+    away = scores[0].detach().float().cpu().masked_fill(near.cpu(), float("-inf"))
+    best = int(torch.argmax(away))
+    if float(away.flatten()[best]) < threshold:
+        return None
+    cy, cx = divmod(best, w)
+    return (cy * label.shape[0] // h + label.shape[0] // (2 * h), cx * label.shape[1] // w + label.shape[1] // (2 * w))
+
+
+def _crop_window(label: torch.Tensor, obj: int, crop: int, rng: random.Random, object_share: float = 0.8,
+                 distractor: tuple[int, int] | None = None, distractor_share: float = 0.0) -> tuple[int, int, int]:
+    """Top-left (y, x) aligned to 32 px and the crop side. The window is centred on a random object
+    pixel with probability ``object_share``, on D's strongest false positive (``distractor``, when
+    there is one) with probability ``distractor_share``, and anywhere otherwise."""
     h, w = label.shape
     side = min(crop, (h // 32) * 32, (w // 32) * 32)
     ys, xs = torch.nonzero(label == obj, as_tuple=True)
-    if len(ys) and rng.random() < 0.8:
+    r = rng.random()
+    if len(ys) and r < object_share:
         i = rng.randrange(len(ys))
         cy, cx = int(ys[i]), int(xs[i])
+    elif distractor is not None and r < object_share + distractor_share:
+        cy, cx = distractor
     else:
         cy, cx = rng.randrange(h), rng.randrange(w)
     y = min(max(cy - side // 2, 0), (h // 32) * 32 - side)
@@ -209,7 +236,9 @@ class RefinerTrainer:
                 f = {k: v.to(self.device).float() for k, v in clip.features[frame].items()}
                 s = model(f["s16"][None] * self.engine.feature_scale)[0]  # (1, h16, w16), full frame
                 label = clip.labels[frame]
-                y, x, side = _crop_window(label, obj, self.cfg.crop, self.rng)
+                distractor = _distractor(s, label, obj) if self.cfg.distractor_windows > 0 else None
+                y, x, side = _crop_window(label, obj, self.cfg.crop, self.rng, self.cfg.object_windows,
+                                          distractor, self.cfg.distractor_windows)
                 f = _crop_features(f, y, x, side)
                 feats.append(f)
                 scores.append(s[:, y // 16:(y + side) // 16, x // 16:(x + side) // 16])
@@ -219,11 +248,18 @@ class RefinerTrainer:
         batch = BackboneFeatures(**{lvl: torch.stack([feats[i][lvl] for i in keep]) for lvl in LEVEL_STRIDES})
         return batch, torch.stack([scores[i] for i in keep]), torch.stack([labels[i] for i in keep])[:, None].to(self.device), side
 
+    def learning_rate(self, step: int) -> float:
+        """Step schedule (as the reference's StepLR, scaled to our run length): ``lr`` until
+        ``lr_drop · steps``, then ``lr / 10``."""
+        return self.cfg.lr * (0.1 if step >= int(self.cfg.lr_drop * self.cfg.steps) else 1.0)
+
     def train(self, progress: Callable[[int, float], None] | None = None) -> None:
         cfg = self.cfg
         self.refiner.train()
         start = time.time()
         while self.step < cfg.steps:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.learning_rate(self.step)
             feats, scores, labels, side = self._batch()
             logits = self.refiner(feats, scores, (side, side))
             loss = F.binary_cross_entropy_with_logits(logits, labels)
