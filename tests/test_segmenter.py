@@ -82,3 +82,30 @@ def test_a_refiner_object_drives_the_probabilities(clip):
     refined = [r.labels for r in seg.run(iter(frames[:4]), {0: first})]
     # Identical up to sigmoid rounding at exactly-0.5 pixels.
     assert all((a != b).mean() < 1e-3 for a, b in zip(plain, refined))
+
+
+def test_coarse_update_labels_keep_online_learning_independent_of_the_refiner(clip):
+    """With update_labels="coarse" the memories learn from the target models' own scores, so the
+    models after several updates are exactly the D-only engine's, whatever the refiner outputs;
+    with "refined" (the paper's rule) the refiner's masks change what the models learn."""
+    from vossegcli.engine.refiner import Refiner, RefinerConfig
+
+    frames, first = clip
+    torch.manual_seed(0)
+    refiner = Refiner(RefinerConfig(width=8, score_skip=False)).eval()  # random: unlike D's masks
+    config = preset_config("fast", refiner=None, update_interval=2, augment=AugmentConfig(num_samples=0))
+    plain, plain_labels = _run(config, frames[:7], {0: first})
+    coarse = Segmenter(config, device="cpu", refiner=refiner)
+    coarse_labels = [r.labels for r in coarse.run(iter(frames[:7]), {0: first})]
+    refined = Segmenter(replace(config, update_labels="refined"), device="cpu", refiner=refiner)
+    list(refined.run(iter(frames[:7]), {0: first}))
+    for a, b, c in zip(plain.trackers, coarse.trackers, refined.trackers):
+        assert torch.equal(a.model.w2, b.model.w2)
+        assert not torch.equal(a.model.w2, c.model.w2)
+    # ... while the output is the refiner's, not the D-only engine's
+    assert any((a != b).any() for a, b in zip(plain_labels[1:], coarse_labels[1:]))
+
+
+def test_unknown_update_labels_is_an_error():
+    with pytest.raises(ValueError, match="update_labels"):
+        Segmenter(preset_config("fast", refiner=None, update_labels="both"), device="cpu")

@@ -555,7 +555,8 @@ def _refiner_info() -> dict:
     entry = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["refiner"]
     return {
         "role": "refiner",
-        "name": f"vosseg refiner ({entry.get('training_data', 'see manifest')})",
+        "name": entry.get("name", "vosseg refiner"),
+        "training": f"{entry.get('steps')} steps of `{entry.get('command')}`",
         "file": str(path),
         "sha256": sha256_of(path),
         "manifest_sha256_matches": sha256_of(path) == entry.get("sha256"),

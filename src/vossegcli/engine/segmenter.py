@@ -1,9 +1,11 @@
 """The per-video loop: frames in, label maps out (FRTM-VOS, Algorithm 1).
 
 For every frame: the backbone runs once; each tracked object's target model scores the stride-16
-features; scores are upsampled to the frame and turned into probabilities; the probabilities are
+features; the refiner (:mod:`vossegcli.engine.refiner`) turns scores and backbone features into
+full-resolution probabilities (without one, scores are upsampled bilinearly); the probabilities are
 merged into one id map (:mod:`vossegcli.engine.merge`). Then each object's memory gets the frame
-as a new sample (its merged probability where it wins, 0 elsewhere), and every ``update_interval``
+as a new sample (its merged probability where it wins, 0 elsewhere — computed from the target
+models' own upsampled scores unless ``update_labels="refined"``), and every ``update_interval``
 frames its target model's w2 is re-optimized on the memory.
 
 An object starts on the frame where its mask is given: augmented copies of that frame are made
@@ -70,6 +72,11 @@ class SegmenterConfig:
     #: "default": the shipped refiner weights if present (weights/manifest.json), else none;
     #: a path: that refiner file; None: no refiner (scores upsampled bilinearly, "D-only").
     refiner: str | None = "default"
+    #: What each object's memory learns from when a refiner is used: "coarse" — the target model's
+    #: own upsampled scores (merged over objects), so online learning is exactly the D-only
+    #: engine's and the refiner only shapes the output; "refined" — the refiner's mask, as in the
+    #: paper (measured to drift onto shadows and reflections the refiner adds: docs/RESULTS.md).
+    update_labels: str = "coarse"
     seed: int = 0
 
     @property
@@ -175,6 +182,8 @@ class Segmenter:
         self.config = config or SegmenterConfig()
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.backbone = (backbone or Backbone()).to(self.device)
+        if self.config.update_labels not in ("coarse", "refined"):
+            raise ValueError(f"update_labels must be 'coarse' or 'refined', not {self.config.update_labels!r}")
         if refiner is None:
             refiner = resolve_refiner(self.config.refiner, self.device)
         self.refiner = refiner.to(self.device).eval() if refiner is not None else None
@@ -226,10 +235,10 @@ class Segmenter:
 
             given = torch.from_numpy(start_mask).to(self.device).long() if start_mask is not None else None
             if self.trackers:
-                labels, merged = self._predict(feats, x, (h, w), given)
+                labels, merged, coarse = self._predict(feats, x, (h, w), given)
                 if self.config.updates:
                     t = time.perf_counter()
-                    self._update(x, merged)
+                    self._update(x, merged if coarse is None else coarse)
                     self._timed("target_update", t)
             else:
                 labels = torch.zeros((h, w), dtype=torch.long, device=self.device)
@@ -247,9 +256,10 @@ class Segmenter:
 
     def _predict(
         self, feats: BackboneFeatures, x: torch.Tensor, frame_hw: tuple[int, int], given: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Backbone features and scaled stride-16 features x (1, C, h, w) → (H, W) id map and
-        (N + 1, H, W) merged distribution.
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Backbone features and scaled stride-16 features x (1, C, h, w) → (H, W) id map,
+        (N + 1, H, W) merged distribution, and — with a refiner and ``update_labels="coarse"`` —
+        the (N + 1, H, W) merged distribution of the target models' own upsampled scores.
 
         With a refiner, each object's probability is sigmoid(R(features, scores)); without, the
         scores are upsampled bilinearly and mapped by sigmoid(k · (s − 0.5)). On a frame where new
@@ -257,21 +267,25 @@ class Segmenter:
         """
         t = time.perf_counter()
         scores = torch.cat([tr.model(x) for tr in self.trackers], dim=0)  # (N, 1, h, w)
+        up = upsample_scores(scores, frame_hw, 1)[:, 0]
+        coarse_probs = torch.sigmoid(self.config.score_sharpness * (up - 0.5))
         if self.refiner is not None:
             with torch.no_grad():
                 probs = torch.sigmoid(self.refiner(feats, scores, frame_hw)[:, 0])
         else:
-            up = upsample_scores(scores, frame_hw, 1)[:, 0]
-            probs = torch.sigmoid(self.config.score_sharpness * (up - 0.5))
+            probs = coarse_probs
         if given is not None:
             probs = probs * (given == 0)
+            coarse_probs = coarse_probs * (given == 0)
+        coarse_needed = self.refiner is not None and self.config.update_labels == "coarse" and self.config.updates
         self._timed("target_score", t)
         t = time.perf_counter()
         ids = torch.tensor([tr.object_id for tr in self.trackers], device=self.device)
         merged = soft_aggregate(probs)
         labels = label_map(merged, ids)
+        coarse = soft_aggregate(coarse_probs) if coarse_needed else None
         self._timed("merge", t)
-        return labels, merged
+        return labels, merged, coarse
 
     def _update(self, x: torch.Tensor, merged: torch.Tensor) -> None:
         """Add this frame to each tracked object's memory; re-optimize w2 every t_s frames."""

@@ -1,0 +1,44 @@
+"""The trained refiner ships with the package, is described by the manifest, and is used by default."""
+
+import json
+
+import pytest
+import torch
+
+from vossegcli.engine.refiner import WEIGHTS_DIR, default_refiner_path, load_refiner, sha256_of
+from vossegcli.engine.segmenter import Segmenter, SegmenterConfig
+
+
+@pytest.fixture(scope="module")
+def entry():
+    return json.loads((WEIGHTS_DIR / "manifest.json").read_text())["refiner"]
+
+
+def test_manifest_describes_the_shipped_refiner(entry):
+    path = default_refiner_path()
+    assert path is not None and path.name == entry["file"]
+    assert sha256_of(path) == entry["sha256"]
+    assert path.stat().st_size < 20 * 2**20
+    for key in ("training_data", "steps", "command", "wall_time", "device", "val_jf", "license"):
+        assert entry[key], key
+    assert "vosseg train" in entry["command"]
+    assert entry["val_jf"]["with_refiner"] > entry["val_jf"]["target_model_only"]
+
+
+def test_shipped_refiner_loads_and_is_the_default():
+    refiner = load_refiner(default_refiner_path())
+    assert not refiner.training
+    assert all(torch.isfinite(p).all() for p in refiner.parameters())
+    segmenter = Segmenter(SegmenterConfig(), device="cpu")
+    assert segmenter.refiner is not None  # no option needed: a fresh install uses it
+
+
+def test_info_shows_the_refiner_with_a_matching_sha256():
+    from typer.testing import CliRunner
+
+    from vossegcli.cli import app
+
+    result = CliRunner().invoke(app, ["info", "--json"])
+    assert result.exit_code == 0, result.output
+    refiner = [w for w in json.loads(result.stdout)["weights"] if w["role"] == "refiner"][0]
+    assert refiner["manifest_sha256_matches"] is True and refiner["file"].endswith(".pt")
