@@ -267,23 +267,26 @@ class Segmenter:
         """
         t = time.perf_counter()
         scores = torch.cat([tr.model(x) for tr in self.trackers], dim=0)  # (N, 1, h, w)
-        up = upsample_scores(scores, frame_hw, 1)[:, 0]
-        coarse_probs = torch.sigmoid(self.config.score_sharpness * (up - 0.5))
-        if self.refiner is not None:
+        keep = (given == 0) if given is not None else None  # carve out objects given on this frame
+        coarse_probs = None
+        if self.refiner is None or (self.config.updates and self.config.update_labels == "coarse"):
+            up = upsample_scores(scores, frame_hw, 1)[:, 0]
+            coarse_probs = torch.sigmoid(self.config.score_sharpness * (up - 0.5))
+            if keep is not None:
+                coarse_probs = coarse_probs * keep
+        if self.refiner is None:
+            probs = coarse_probs
+        else:
             with torch.no_grad():
                 probs = torch.sigmoid(self.refiner(feats, scores, frame_hw)[:, 0])
-        else:
-            probs = coarse_probs
-        if given is not None:
-            probs = probs * (given == 0)
-            coarse_probs = coarse_probs * (given == 0)
-        coarse_needed = self.refiner is not None and self.config.update_labels == "coarse" and self.config.updates
+            if keep is not None:
+                probs = probs * keep
         self._timed("target_score", t)
         t = time.perf_counter()
         ids = torch.tensor([tr.object_id for tr in self.trackers], device=self.device)
         merged = soft_aggregate(probs)
         labels = label_map(merged, ids)
-        coarse = soft_aggregate(coarse_probs) if coarse_needed else None
+        coarse = soft_aggregate(coarse_probs) if self.refiner is not None and coarse_probs is not None else None
         self._timed("merge", t)
         return labels, merged, coarse
 
