@@ -49,3 +49,28 @@ def test_save_and_load_round_trip(tmp_path):
     feats, scores = _features(), torch.randn(1, 1, 6, 8)
     with torch.no_grad():
         assert torch.equal(refiner(feats, scores, (96, 128)), loaded(feats, scores, (96, 128)))
+
+
+def test_upsampler_reordered_tail_equals_the_direct_computation_and_its_gradient():
+    """The upsampler sums conv2's taps before upsampling (cheaper); it must equal
+    conv2(resize(bicubic(x))) in value and in gradient (training uses it)."""
+    import torch.nn.functional as F
+
+    from vossegcli.engine.refiner import Upsampler
+
+    torch.manual_seed(0)
+    up = Upsampler(8).double()
+    z = torch.randn(2, 8, 9, 13, dtype=torch.float64, requires_grad=True)
+
+    def direct(z):
+        x = F.interpolate(z, scale_factor=2, mode="bicubic", align_corners=False)
+        x = F.relu(up.conv1(x))
+        x = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+        return up.conv2(F.interpolate(x, size=(35, 50), mode="bilinear", align_corners=False))
+
+    got, expected = up(z, (35, 50)), direct(z)
+    assert got.shape == (2, 1, 35, 50) and torch.allclose(got, expected, atol=1e-10)
+    g = torch.randn_like(got)
+    grads = torch.autograd.grad((got * g).sum(), [z, up.conv2.weight, up.conv2.bias])
+    grads_ref = torch.autograd.grad((direct(z) * g).sum(), [z, up.conv2.weight, up.conv2.bias])
+    assert all(torch.allclose(a, b, atol=1e-9) for a, b in zip(grads, grads_ref))

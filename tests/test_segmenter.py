@@ -29,24 +29,31 @@ def _run(config, frames, masks):
 def test_updates_fill_a_bounded_memory_and_change_the_model(clip):
     frames, first = clip
     config = preset_config("fast", refiner=None, update_interval=4, memory_capacity=10)
-    seg, out = _run(config, frames, {0: first})
+    seg = Segmenter(config, device="cpu")
+    state = seg.new_state()
+    out, w2_after_start = [], None
+    for index, frame in enumerate(frames):
+        out.append(seg.step(state, frame, first if index == 0 else None))
+        if index == 0:
+            w2_after_start = state.w2.clone()
     assert len(out) == 24 and all(o.shape == first.shape for o in out)
-    for tracker in seg.trackers:
-        mem = tracker.memory
+    mem = state.memory
+    assert state.objects.ids == [1, 2] and state.objects.frames_tracked == [23, 23]
+    for obj in range(2):
         # 1 original + 4 augmented start samples, then one sample per tracked frame: capped at 10.
-        assert mem.num_samples == 10 and mem.features.shape[0] == 10
-        assert tracker.frames_tracked == 23
-    # Memory per object is fixed: capacity × (c·h·w + label grid) floats.
-    c, h, w = seg.trackers[0].memory.features.shape[1:]
-    lh, lw = seg.trackers[0].memory.labels.shape[-2:]
-    assert seg.memory_bytes() == 2 * 10 * (c * h * w + lh * lw) * 4
+        assert mem.num_samples(obj) == 10 and mem.features.shape[1] == 10
+    assert not torch.equal(state.w2, w2_after_start)  # the online updates changed w2 ...
+    # ... and memory per object is fixed: capacity × (c·h·w + label grid) floats.
+    h, w, c = mem.features.shape[2:]
+    lh, lw = mem.labels.shape[-2:]
+    assert seg.memory_bytes(state) == 2 * 10 * (c * h * w + lh * lw) * 4
 
 
 def test_no_update_variant_keeps_the_first_frame_model(clip):
     frames, first = clip
     config = preset_config("fast", refiner=None, update_interval=0, augment=AugmentConfig(num_samples=0))
     seg, out = _run(config, frames[:6], {0: first})
-    assert all(t.memory is None for t in seg.trackers)
+    assert seg.last_state.memory is None
     assert seg.times.target_update == 0.0
 
 
@@ -67,7 +74,7 @@ def test_object_added_later_is_carved_out_of_tracked_objects(clip):
     seg, out = _run(config, frames[:10], {0: only1, 5: obj2_at_5})
     assert set(np.unique(out[3]).tolist()) <= {0, 1}
     assert np.array_equal(out[5] == 2, obj2_at_5 == 2)  # the given mask wins on its start frame
-    assert [t.object_id for t in seg.trackers] == [1, 2] and seg.trackers[1].start_frame == 5
+    assert seg.last_state.objects.ids == [1, 2] and seg.last_state.objects.start_frames == [0, 5]
 
 
 def test_a_refiner_object_drives_the_probabilities(clip):
@@ -99,9 +106,8 @@ def test_coarse_update_labels_keep_online_learning_independent_of_the_refiner(cl
     coarse_labels = [r.labels for r in coarse.run(iter(frames[:7]), {0: first})]
     refined = Segmenter(replace(config, update_labels="refined"), device="cpu", refiner=refiner)
     list(refined.run(iter(frames[:7]), {0: first}))
-    for a, b, c in zip(plain.trackers, coarse.trackers, refined.trackers):
-        assert torch.equal(a.model.w2, b.model.w2)
-        assert not torch.equal(a.model.w2, c.model.w2)
+    assert torch.equal(plain.last_state.w2, coarse.last_state.w2)
+    assert not torch.equal(plain.last_state.w2, refined.last_state.w2)
     # ... while the output is the refiner's, not the D-only engine's
     assert any((a != b).any() for a, b in zip(plain_labels[1:], coarse_labels[1:]))
 
@@ -109,3 +115,64 @@ def test_coarse_update_labels_keep_online_learning_independent_of_the_refiner(cl
 def test_unknown_update_labels_is_an_error():
     with pytest.raises(ValueError, match="update_labels"):
         Segmenter(preset_config("fast", refiner=None, update_labels="both"), device="cpu")
+
+
+def test_one_engine_processes_two_videos_interleaved(clip):
+    """The engine keeps no per-video data: alternating frames of two videos through one Segmenter
+    gives each video exactly the masks it gets alone."""
+    frames, first = clip
+    config = preset_config("fast", refiner=None, update_interval=2)
+    flipped = [np.ascontiguousarray(f[:, ::-1]) for f in frames[:8]]
+    first_flipped = np.ascontiguousarray(first[:, ::-1])
+    _, alone_a = _run(config, frames[:8], {0: first})
+    _, alone_b = _run(config, flipped, {0: first_flipped})
+    seg = Segmenter(config, device="cpu")
+    a, b = seg.new_state(), seg.new_state()
+    for i in range(8):
+        la = seg.step(a, frames[i], first if i == 0 else None)
+        lb = seg.step(b, flipped[i], first_flipped if i == 0 else None)
+        assert np.array_equal(la, alone_a[i]) and np.array_equal(lb, alone_b[i])
+
+
+def test_saved_state_continues_exactly(clip, tmp_path):
+    """Save the state at frame 7, load it into a new engine, continue: byte-identical masks."""
+    frames, first = clip
+    config = preset_config("default", update_interval=3)  # with the shipped refiner
+    _, whole = _run(config, frames[:14], {0: first})
+    seg = Segmenter(config, device="cpu")
+    state = seg.new_state()
+    for i in range(7):
+        seg.step(state, frames[i], first if i == 0 else None)
+    state.save(tmp_path / "state.pt")
+    fresh = Segmenter(config, device="cpu")
+    restored = fresh.load_state(tmp_path / "state.pt")
+    assert restored.frame_index == 7 and restored.objects.ids == [1, 2]
+    rest = [r.labels for r in fresh.run(iter(frames[7:14]), {}, state=restored)]
+    assert all(np.array_equal(x, y) for x, y in zip(rest, whole[7:14]))
+    with pytest.raises(ValueError, match="other engine settings"):
+        Segmenter(preset_config("fast", refiner=None), device="cpu").load_state(tmp_path / "state.pt")
+
+
+def test_non_contiguous_ids_and_objects_added_on_any_frame(clip):
+    frames, first = clip
+    relabelled = np.select([first == 1, first == 2], [7, 200], 0).astype(np.uint8)
+    only7 = np.where(relabelled == 7, 7, 0).astype(np.uint8)
+    only200 = np.where(relabelled == 200, 200, 0).astype(np.uint8)
+    seg = Segmenter(preset_config("fast", refiner=None), device="cpu")
+    state = seg.new_state()
+    out = [seg.step(state, frames[i], {0: only7, 3: only200}.get(i)) for i in range(6)]
+    assert state.objects.ids == [7, 200] and state.objects.slot_of(200) == 1
+    assert set(np.unique(out[1]).tolist()) <= {0, 7} and set(np.unique(out[5]).tolist()) == {0, 7, 200}
+    with pytest.raises(ValueError, match="already tracked"):
+        seg.step(state, frames[6], only7)
+
+
+def test_step_runs_when_the_caller_is_in_inference_mode(clip):
+    frames, first = clip
+    config = preset_config("fast", refiner=None, update_interval=2)
+    _, expected = _run(config, frames[:5], {0: first})
+    seg = Segmenter(config, device="cpu")
+    state = seg.new_state()
+    with torch.inference_mode():
+        got = [seg.step(state, frames[i], first if i == 0 else None) for i in range(5)]
+    assert all(np.array_equal(x, y) for x, y in zip(got, expected))

@@ -17,6 +17,11 @@ Weight rule (learning rate η, as in the paper and pytracking):
 Storage is preallocated at capacity, so memory per object is fixed from the first frame on:
 ``capacity × (c·h·w + H'·W') × 4`` bytes (features at stride 16, labels at the label stride).
 Pixel weights are not stored: they are recomputed from the labels when the model is optimized.
+
+All objects of a video share one store with the object as the leading dimension, so a frame's
+insertions are one batched write with no value read back to the host (a per-object ``accept``
+flag leaves an object's samples untouched), and the objects re-optimized on the same frame read
+their samples as one batch.
 """
 
 from __future__ import annotations
@@ -26,13 +31,18 @@ from torch import Tensor
 
 
 class SampleMemory:
-    """Fixed-capacity weighted sample store for one object's target model.
+    """Fixed-capacity weighted sample stores of N objects' target models.
 
     Args:
-        capacity: K_max, the most samples kept.
-        feature_shape: (c, h, w) of the projected features.
+        capacity: K_max, the most samples kept per object.
+        feature_shape: (h, w, c) of the projected features (channels last).
         label_shape: (H', W') of the labels.
         learning_rate: η of the recency weighting.
+
+    Tensors: ``features`` (N, K, h, w, c), ``labels`` (N, K, H', W'), ``weights`` (N, K) float64
+    (γ; 0 marks an empty slot), ``previous`` (N,) the slot of each object's last tracked sample
+    (−1: none yet). ``filled`` (host ints) bounds how many leading slots each object may use:
+    slots fill in order (the lightest slot is the first empty one), so samples are a prefix.
     """
 
     def __init__(
@@ -50,56 +60,125 @@ class SampleMemory:
             raise ValueError("learning_rate must be in (0, 1)")
         self.capacity = capacity
         self.learning_rate = learning_rate
-        self.features = torch.zeros((capacity, *feature_shape), device=device, dtype=dtype)
-        self.labels = torch.zeros((capacity, 1, *label_shape), device=device, dtype=dtype)
-        self.weights = torch.zeros(capacity, device=device, dtype=torch.float64)
-        self._previous: int | None = None  # slot of the last inserted tracked sample
+        self.feature_shape = tuple(feature_shape)
+        self.label_shape = tuple(label_shape)
+        self.features = torch.zeros((0, capacity, *feature_shape), device=device, dtype=dtype)
+        self.labels = torch.zeros((0, capacity, *label_shape), device=device, dtype=dtype)
+        self.weights = torch.zeros((0, capacity), device=device, dtype=torch.float64)
+        self.previous = torch.zeros(0, device=device, dtype=torch.long)
+        self.filled: list[int] = []
 
     @property
-    def num_samples(self) -> int:
-        return int((self.weights > 0).sum())
+    def num_objects(self) -> int:
+        return int(self.features.shape[0])
+
+    def num_samples(self, obj: int = 0) -> int:
+        """Samples held by object ``obj`` (reads a value back: for tests and reports)."""
+        return int((self.weights[obj] > 0).sum())
+
+    @property
+    def nbytes_per_object(self) -> int:
+        """Bytes of stored features and labels per object (fixed at construction)."""
+        per = (self.features[0].nelement() if self.num_objects else self.capacity * _prod(self.feature_shape))
+        lab = (self.labels[0].nelement() if self.num_objects else self.capacity * _prod(self.label_shape))
+        return (per + lab) * self.features.element_size()
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the stored features and labels (fixed at construction)."""
-        return self.features.nelement() * self.features.element_size() + self.labels.nelement() * self.labels.element_size()
+        """Bytes held by all objects' stored features and labels."""
+        return self.num_objects * self.nbytes_per_object
 
-    def initialize(self, features: Tensor, labels: Tensor, original_weight: float = 2.0) -> None:
-        """Fill the first K slots with the start-frame samples.
+    def add_objects(self, features: Tensor, labels: Tensor, weights: Tensor) -> None:
+        """Append objects with their start-frame samples.
 
         Args:
-            features: (K, c, h, w) projected features; sample 0 is the original frame.
-            labels: (K, 1, H', W') labels.
-            original_weight: weight of sample 0 relative to each augmented sample (before normalization).
+            features: (n, k, h, w, c) projected features; sample 0 is the original frame.
+            labels: (n, k, H', W') labels.
+            weights: (n, k) relative sample weights (the original 2, each augmented copy 1, padding 0),
+                normalized here per object.
         """
-        k = features.shape[0]
+        n, k = features.shape[:2]
         if k > self.capacity:
             raise ValueError(f"{k} initial samples exceed the capacity {self.capacity}")
-        self.weights.zero_()
-        self.features[:k] = features
-        self.labels[:k] = labels
-        self.weights[:k] = 1.0
-        self.weights[0] = original_weight
-        self.weights /= self.weights.sum()
-        self._previous = None
+        feats = features.new_zeros((n, self.capacity, *self.feature_shape))
+        labs = labels.new_zeros((n, self.capacity, *self.label_shape))
+        w = torch.zeros((n, self.capacity), dtype=torch.float64, device=features.device)
+        feats[:, :k] = features
+        labs[:, :k] = labels
+        w[:, :k] = weights.to(torch.float64)
+        w /= w.sum(dim=1, keepdim=True)
+        self.features = torch.cat([self.features, feats.to(self.features.dtype)])
+        self.labels = torch.cat([self.labels, labs.to(self.labels.dtype)])
+        self.weights = torch.cat([self.weights, w])
+        self.previous = torch.cat([self.previous, torch.full((n,), -1, dtype=torch.long, device=features.device)])
+        self.filled += [k] * n
 
-    def insert(self, features: Tensor, label: Tensor) -> int:
-        """Add one sample ((c, h, w) features, (1, H', W') label); returns the slot it went to."""
+    def insert(self, features: Tensor, labels: Tensor, accept: Tensor | None = None) -> Tensor:
+        """Add one sample per object: (N, h, w, c) features, (N, H', W') labels; objects whose
+        ``accept`` (N,) is False are left unchanged. Returns the (N,) slots written (or that would
+        have been)."""
+        n = self.num_objects
         eta = self.learning_rate
-        slot = int(torch.argmin(self.weights))  # empty slots (γ = 0) first, then the lightest
-        if self._previous is None:
-            self.weights /= 1 - eta
-            self.weights[slot] = eta
-        else:
-            self.weights[slot] = self.weights[self._previous] / (1 - eta)
-        self.weights /= self.weights.sum()
-        self.features[slot] = features
-        self.labels[slot] = label
-        self._previous = slot
+        rows = torch.arange(n, device=self.weights.device)
+        slot = torch.argmin(self.weights, dim=1)  # empty slots (γ = 0) first, then the lightest
+        first = self.previous < 0
+        prev_weight = self.weights[rows, self.previous.clamp(min=0)]
+        scaled = torch.where(first[:, None], self.weights / (1 - eta), self.weights)
+        new_weight = torch.where(first, torch.full_like(prev_weight, eta), prev_weight / (1 - eta))
+        updated = scaled.scatter(1, slot[:, None], new_weight[:, None])
+        updated = updated / updated.sum(dim=1, keepdim=True)
+        if accept is None:
+            accept = torch.ones(n, dtype=torch.bool, device=self.weights.device)
+        self.weights = torch.where(accept[:, None], updated, self.weights)
+        keep = accept.view(n, *([1] * len(self.feature_shape)))
+        self.features[rows, slot] = torch.where(keep, features.to(self.features.dtype), self.features[rows, slot])
+        keep = accept.view(n, *([1] * len(self.label_shape)))
+        self.labels[rows, slot] = torch.where(keep, labels.to(self.labels.dtype), self.labels[rows, slot])
+        self.previous = torch.where(accept, slot, self.previous)
+        self.filled = [min(self.capacity, f + 1) for f in self.filled]
         return slot
 
-    def active(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(features, labels, weights) of the samples with γ > 0; weights as float32, summing to 1."""
-        index = torch.nonzero(self.weights > 0).flatten()
-        weights = self.weights[index]
-        return self.features[index], self.labels[index], (weights / weights.sum()).to(self.features.dtype)
+    def active(self, objects: list[int] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(features (n, k, h, w, c), labels (n, k, H', W'), weights (n, k) float32 summing to 1 per
+        object) of the given objects (all by default), over the leading slots they may use;
+        empty slots in that range have weight 0."""
+        rows = list(range(self.num_objects)) if objects is None else objects
+        k = max(self.filled[i] for i in rows)
+        if len(rows) == self.num_objects:
+            feats, labs, w = self.features[:, :k], self.labels[:, :k], self.weights[:, :k]
+        else:
+            index = torch.tensor(rows, device=self.features.device)
+            feats, labs, w = self.features[index, :k], self.labels[index, :k], self.weights[index, :k]
+        return feats, labs, (w / w.sum(dim=1, keepdim=True)).to(self.features.dtype)
+
+    # -- saving and restoring (exact resume) -------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly; only the slots in use are stored."""
+        k = max(self.filled, default=0)
+        return {
+            "capacity": self.capacity, "learning_rate": self.learning_rate,
+            "feature_shape": list(self.feature_shape), "label_shape": list(self.label_shape),
+            "features": self.features[:, :k].clone(), "labels": self.labels[:, :k].clone(),
+            "weights": self.weights.clone(), "previous": self.previous.clone(), "filled": list(self.filled),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device: torch.device | str = "cpu") -> "SampleMemory":
+        mem = cls(state["capacity"], tuple(state["feature_shape"]), tuple(state["label_shape"]),
+                  state["learning_rate"], device=device, dtype=state["features"].dtype)
+        n, k = state["features"].shape[:2]
+        mem.features = torch.zeros((n, mem.capacity, *mem.feature_shape), device=device, dtype=mem.features.dtype)
+        mem.labels = torch.zeros((n, mem.capacity, *mem.label_shape), device=device, dtype=mem.labels.dtype)
+        mem.features[:, :k] = state["features"].to(device)
+        mem.labels[:, :k] = state["labels"].to(device)
+        mem.weights = state["weights"].to(device)
+        mem.previous = state["previous"].to(device)
+        mem.filled = list(state["filled"])
+        return mem
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    out = 1
+    for v in shape:
+        out *= v
+    return out

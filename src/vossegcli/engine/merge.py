@@ -17,7 +17,10 @@ odds rather than log-odds) is nearly winner-takes-all and throws that calibratio
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 EPS = 1e-7
@@ -51,3 +54,29 @@ def winner_labels(merged: Tensor) -> Tensor:
     winner = merged.argmax(dim=0, keepdim=True)
     index = torch.arange(merged.shape[0], device=merged.device).view(-1, 1, 1)
     return (merged * (winner == index))[1:]
+
+
+#: Log-odds of the clamped probabilities: log((1 − EPS) / EPS).
+LOGIT_LIMIT = math.log((1 - EPS) / EPS)
+
+
+def label_map_from_logits(logits: Tensor, object_ids: Tensor) -> Tensor:
+    """(N, H, W) per-object logits → (H, W) int64 id map; the same decision as
+    ``label_map(soft_aggregate(sigmoid(logits)), ids)`` without forming the distribution.
+
+    The softmax of log-odds is monotone in them, so the winner is the argmax over the objects'
+    logits and the background's log-odds ``a − log(1 − eᵃ)``, with ``a = log Π(1 − p_i)
+    = −Σ softplus(l_i)``; everything stays in log space (cheap, and exact for tiny p).
+    """
+    lim = LOGIT_LIMIT
+    l = logits.clamp(-lim, lim)
+    a = -F.softplus(l).sum(dim=0)
+    best = (a - torch.log(-torch.expm1(a).clamp(max=-EPS))).clamp(-lim, lim)  # the background's log-odds
+    # A running maximum over the few objects (argmax over a short leading dimension is slow on CPU);
+    # strict ">" keeps the first of equal values, as argmax does.
+    ids = torch.zeros(best.shape, dtype=torch.long, device=logits.device)
+    for i in range(l.shape[0]):
+        better = l[i] > best
+        ids = torch.where(better, object_ids[i].to(ids), ids)
+        best = torch.maximum(best, l[i])
+    return ids

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from os import PathLike
 from pathlib import Path
 
 import torch
@@ -44,7 +45,17 @@ LEVELS = ("s32", "s16", "s8", "s4")  # deep to shallow
 def _resize(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    # in float32: PyTorch's CPU interpolation kernels are several times slower in bfloat16
+    return F.interpolate(_full(x), size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def _bicubic_x2(x: Tensor) -> Tensor:
+    return F.interpolate(_full(x), scale_factor=2, mode="bicubic", align_corners=False)
+
+
+def _full(x: Tensor) -> Tensor:
+    """Half-precision tensors as float32 (other dtypes unchanged)."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
 
 
 class TSE(nn.Module):
@@ -60,8 +71,11 @@ class TSE(nn.Module):
         )
 
     def forward(self, features: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
-        """Returns (encoding (B, w, h, w), projected features (B, w, h, w))."""
-        h = self.reduce(features)
+        """features (B, C_d, h, w), or (1, C_d, h, w) shared by B objects; scores (B, 1, h', w').
+        Returns (encoding (B, w, h, w), projected features (B, w, h, w))."""
+        h = self.reduce(features)  # object-independent: computed once per frame
+        if h.shape[0] != scores.shape[0]:
+            h = h.expand(scores.shape[0], -1, -1, -1)
         return self.encode(torch.cat([h, _resize(scores, h.shape[-2:])], dim=1)), h
 
 
@@ -104,10 +118,23 @@ class Upsampler(nn.Module):
         self.conv2 = nn.Conv2d(width // 2, 1, 3, padding=1)
 
     def forward(self, x: Tensor, out_hw: tuple[int, int]) -> Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+        x = _bicubic_x2(x)
         x = F.relu(self.conv1(x))
-        x = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
-        return self.conv2(_resize(x, out_hw))
+        # conv2(resize(bicubic(x))) computed in a cheaper order with the same result: the channel
+        # sums of conv2's 9 taps commute with the per-channel upsampling, so the 16 channels are
+        # reduced to 9 tap maps at half resolution, those are upsampled, and the taps are summed
+        # shifted at full resolution (a 3×3 conv with one output channel is slow at full size).
+        w = self.conv2.weight  # (1, c, 3, 3)
+        taps = F.conv2d(x, w[0].reshape(w.shape[1], 9).T[:, :, None, None]).contiguous()  # (B, 9, H/2, W/2)
+        taps = _bicubic_x2(taps)
+        h, wd = out_hw
+        padded = F.pad(_resize(taps, out_hw), (1, 1, 1, 1))
+        out = padded[:, 0:1, 0:h, 0:wd] + self.conv2.bias.view(1, 1, 1, 1)
+        for d in range(1, 9):
+            i, j = divmod(d, 3)
+            tap = padded[:, d : d + 1, i : i + h, j : j + wd]
+            out = out + tap if torch.is_grad_enabled() else out.add_(tap)
+        return out
 
 
 @dataclass(frozen=True)
@@ -149,8 +176,6 @@ class Refiner(nn.Module):
         z: Tensor | None = None
         for lvl in LEVELS:
             x = getattr(features, lvl)
-            if x.shape[0] != b:
-                x = x.expand(b, -1, -1, -1)
             t, projected = self.tse[lvl](x, scores)
             r = self.rrb1[lvl](t)
             deep = projected.mean(dim=(2, 3), keepdim=True) if z is None else z
@@ -197,3 +222,28 @@ def default_refiner_path() -> Path | None:
         return None
     path = WEIGHTS_DIR / entry["file"]
     return path if path.is_file() else None
+
+
+def refiner_file(spec, with_sha256: bool = True) -> tuple[Path | None, str | None]:
+    """The refiner weights file a config's ``refiner`` field names, and its sha256.
+
+    ``spec``: "default" (the shipped weights: ``(None, None)`` when none ship), a path (str or
+    PathLike, ``~`` expanded), or None / "none" / "" (no refiner) and anything else (a Refiner
+    given in-process): ``(None, None)``. The sha256 is None when the file is missing or unreadable;
+    the path is still returned then, for messages. This is the one place that resolves the spec.
+    """
+    if isinstance(spec, str) and spec not in ("", "none"):
+        try:
+            path = default_refiner_path() if spec == "default" else Path(spec).expanduser()
+        except (OSError, ValueError, KeyError, TypeError):  # an unreadable weights/manifest.json
+            return None, None
+    elif isinstance(spec, PathLike):
+        path = Path(spec).expanduser()
+    else:
+        return None, None
+    if path is None:
+        return None, None
+    try:
+        return path, sha256_of(path) if with_sha256 and path.is_file() else None
+    except OSError:
+        return path, None

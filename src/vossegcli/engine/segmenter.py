@@ -1,48 +1,64 @@
-"""The per-video loop: frames in, label maps out (FRTM-VOS, Algorithm 1).
+"""The engine: one frame and the video's state in, one label map out (FRTM-VOS, Algorithm 1).
 
-For every frame: the backbone runs once; each tracked object's target model scores the stride-16
-features; the refiner (:mod:`vossegcli.engine.refiner`) turns scores and backbone features into
-full-resolution probabilities (without one, scores are upsampled bilinearly); the probabilities are
-merged into one id map (:mod:`vossegcli.engine.merge`). Then each object's memory gets the frame
-as a new sample (its merged probability where it wins, 0 elsewhere — computed from the target
-models' own upsampled scores unless ``update_labels="refined"``), and every ``update_interval``
-frames its target model's w2 is re-optimized on the memory.
+:class:`Segmenter` holds only the networks and settings; everything about a video lives in a
+:class:`~vossegcli.engine.state.VideoState`, so one engine serves several videos (interleaved if
+you like) and a state saved part-way continues exactly. :meth:`Segmenter.step` processes a frame:
+
+1. the backbone runs once (:mod:`vossegcli.engine.backbone`);
+2. all objects' target models score the stride-16 features at once: one (h·w, C) @ (C, N·c)
+   product for every w1, one per-object product and shifted sum for every w2
+   (:mod:`vossegcli.engine.target_model`);
+3. the refiner (:mod:`vossegcli.engine.refiner`) turns all objects' scores and the backbone
+   features into full-resolution logits (without one, scores are upsampled bilinearly);
+4. the logits are merged into one id map (:mod:`vossegcli.engine.merge`);
+5. each object's memory gets the frame as a new sample — its merged probability where it wins,
+   0 elsewhere, computed on the label grid from the target models' own scores unless
+   ``update_labels="refined"`` — and every ``update_interval`` frames of an object its w2 is
+   re-optimized on its memory; objects due on the same frame are solved as one batch.
 
 An object starts on the frame where its mask is given: augmented copies of that frame are made
-(:mod:`vossegcli.engine.augment`), the target model (w1 and w2) is trained on them by Gauss–Newton
-(:mod:`vossegcli.engine.optim`), its memory is filled with them, and the given mask is written for
-that frame — carved out of the objects already tracked.
+(:mod:`vossegcli.engine.augment`), the target models of all objects starting there (w1 and w2)
+are trained on them by Gauss–Newton as one batch (:mod:`vossegcli.engine.optim`), their memories
+are filled with them, and the given mask is written for that frame — carved out of the objects
+already tracked.
 
-The loop is a generator and holds nothing per frame after yielding, so memory does not grow with
-video length. It takes plain arrays, so it is usable without the CLI::
+Everything runs under ``torch.inference_mode()``; the only value read back per frame is the final
+label map. :meth:`Segmenter.run` is a thin generator over :meth:`step` and holds nothing per frame
+after yielding, so memory does not grow with video length::
 
     seg = Segmenter(SegmenterConfig(), device="auto")
-    for index, labels in seg.run(frames, {0: first_mask}):
-        ...  # labels: (H, W) uint8 object ids
+    state = seg.new_state()
+    for frame in frames:
+        labels = seg.step(state, frame, new_masks)  # (H, W) uint8 object ids
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from pathlib import Path
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from vossegcli.engine.augment import AugmentConfig, augment_start_frame
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
+from vossegcli.engine.device import PRECISIONS, configure_determinism, resolve_device, resolve_precision
 from vossegcli.engine.geometry import FEATURE_STRIDE, downsample_mask, label_grid_size, upsample_scores
 from vossegcli.engine.memory import SampleMemory
-from vossegcli.engine.merge import label_map, soft_aggregate, winner_labels
+from vossegcli.engine.merge import LOGIT_LIMIT, label_map_from_logits, soft_aggregate, winner_labels
+from vossegcli.engine.objects import MAX_OBJECTS, ObjectManager
 from vossegcli.engine.optim import GaussNewtonCG
-from vossegcli.engine.refiner import Refiner, default_refiner_path, load_refiner
-from vossegcli.engine.target_model import TargetModel, TargetModelProblem, TrainingSamples, hinge_pixel_weights
+from vossegcli.engine.refiner import Refiner, load_refiner, refiner_file
+from vossegcli.engine.state import StageTimes, VideoState
+from vossegcli.engine.target_model import (
+    BatchedSamples, BatchedTargetProblem, TargetModel, UpsampleOperator, from_batched_weights, project_frame,
+    score_projected_batched, to_batched_weights,
+)
 from vossegcli.errors import DeviceError, VossegError
-
-#: Most objects one run tracks (each costs one target model per frame).
-MAX_OBJECTS = 32
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,10 @@ class SegmenterConfig:
     #: engine's and the refiner only shapes the output; "refined" — the refiner's mask, as in the
     #: paper (measured to drift onto shadows and reflections the refiner adds: docs/RESULTS.md).
     update_labels: str = "coarse"
+    #: Arithmetic of the backbone and the refiner (the target models and their solver always run
+    #: in float32): "auto" — bfloat16 where the hardware computes it natively (CUDA GPUs with
+    #: bf16, CPUs with AVX512-BF16 or AMX), else float32; "fp32"; "bf16"; "fp16" (CUDA only).
+    precision: str = "auto"
     seed: int = 0
 
     @property
@@ -102,46 +122,11 @@ def preset_config(name: str = "default", **overrides) -> SegmenterConfig:
     return SegmenterConfig(**{**PRESETS[name], **overrides})
 
 
-@dataclass
-class StageTimes:
-    """Wall time (seconds) spent per stage, summed over the frames processed."""
-
-    backbone: float = 0.0
-    target_init: float = 0.0  #: start frames: augmentation, its backbone passes, first optimization
-    target_score: float = 0.0  #: applying D, then the refiner (or bilinear upsampling): probabilities
-    target_update: float = 0.0  #: memory insertion and periodic w2 re-optimization
-    merge: float = 0.0  #: soft aggregation and label map
-    frames: int = 0
-
-    @property
-    def engine(self) -> float:
-        return self.backbone + self.target_init + self.target_score + self.target_update + self.merge
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' → CUDA when available else CPU; 'cuda' fails clearly when CUDA is absent."""
-    name = name.lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"--device {name}: this PyTorch ({torch.__version__}) sees no CUDA GPU; use --device cpu or auto"
-            )
-        return torch.device(name)
-    if name == "cpu":
-        return torch.device("cpu")
-    raise DeviceError(f"--device {name}: unknown device; use auto, cpu or cuda")
-
-
 def resolve_refiner(spec: str | None, device: torch.device) -> Refiner | None:
     """The refiner named by a config's ``refiner`` field ("default", a path, or None)."""
     if spec is None or spec == "none":
         return None
-    path = default_refiner_path() if spec == "default" else Path(spec)
+    path, _ = refiner_file(spec, with_sha256=False)
     if path is None:
         return None
     if not path.is_file():
@@ -153,24 +138,14 @@ def resolve_refiner(spec: str | None, device: torch.device) -> Refiner | None:
 
 
 @dataclass
-class ObjectTracker:
-    """One object: its id, start frame, target model, sample memory and frame counter."""
-
-    object_id: int
-    start_frame: int
-    model: TargetModel
-    memory: SampleMemory | None = None
-    frames_tracked: int = 0
-
-
-@dataclass
 class FrameResult:
     index: int
     labels: np.ndarray  #: (H, W) uint8 object ids
 
 
 class Segmenter:
-    """Semi-supervised VOS with per-object online target models (FRTM-VOS without the refiner)."""
+    """Semi-supervised VOS with per-object online target models (FRTM-VOS). Stateless per video:
+    pass a :class:`VideoState` (from :meth:`new_state` or :meth:`VideoState.load`) to :meth:`step`."""
 
     def __init__(
         self,
@@ -178,175 +153,336 @@ class Segmenter:
         device: str | torch.device = "auto",
         backbone: Backbone | None = None,
         refiner: Refiner | None = None,
+        deterministic: bool = False,
     ) -> None:
         self.config = config or SegmenterConfig()
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        configure_determinism(self.device, deterministic)
         self.backbone = (backbone or Backbone()).to(self.device)
         if self.config.update_labels not in ("coarse", "refined"):
             raise ValueError(f"update_labels must be 'coarse' or 'refined', not {self.config.update_labels!r}")
         if refiner is None:
             refiner = resolve_refiner(self.config.refiner, self.device)
-        self.refiner = refiner.to(self.device).eval() if refiner is not None else None
+        if refiner is not None:  # channels_last: ~1.6x faster convolutions on CPU, same results
+            refiner = refiner.to(self.device, memory_format=torch.channels_last).eval()
+        self.refiner = refiner
+        self.compute_dtype = resolve_precision(self.config.precision, self.device)
         self.solver = GaussNewtonCG(preconditioner=self.config.preconditioner)
         self.w2_solver = GaussNewtonCG(preconditioner=self.config.preconditioner[1:])
-        self.times = StageTimes()
-        self.trackers: list[ObjectTracker] = []
+        #: Wait for the device before reading a timer (``vosseg benchmark`` turns it on; a normal
+        #: run never synchronizes except to read the label map back).
+        self.sync_timers = False
+        self.last_state: VideoState | None = None  #: the state of the latest :meth:`run`
+        self._upsample_ops: dict[tuple, UpsampleOperator] = {}
+        self._config_dict = json.loads(json.dumps(self.config.as_dict()))
 
-    # -- timing -------------------------------------------------------------------------------
-    def _sync(self) -> None:
+    # -- per-video state -----------------------------------------------------------------------
+    def new_state(self) -> VideoState:
+        """An empty state for a new video."""
+        return VideoState(config=self._config_dict)
+
+    def load_state(self, path: str | Path) -> VideoState:
+        """A state saved by :meth:`VideoState.save` with this engine's settings (ValueError otherwise)."""
+        return VideoState.load(path, self.device, config=self._config_dict)
+
+    @property
+    def times(self) -> StageTimes:
+        """Stage times of the latest :meth:`run`."""
+        return self.last_state.times if self.last_state is not None else StageTimes()
+
+    def memory_bytes(self, state: VideoState | None = None) -> int:
+        """Bytes held by the sample memories of ``state`` (default: the latest run's)."""
+        state = state or self.last_state
+        return state.memory_bytes() if state is not None else 0
+
+    def _autocast(self):
+        """Autocast context for the backbone and the refiner (a no-op in float32)."""
+        if self.compute_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.compute_dtype)
+
+    @property
+    def precision(self) -> str:
+        """The effective arithmetic of backbone and refiner: "fp32", "bf16" or "fp16"."""
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.compute_dtype]
+
+    def warm_up(self, frame: np.ndarray) -> None:
+        """Run the backbone and the refiner once on ``frame`` ((H, W, 3) uint8), so one-off costs
+        (memory allocation, kernel selection, cuDNN autotuning) fall outside a timed run."""
+        with torch.inference_mode(), self._autocast():
+            rgb = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)
+            feats = self.backbone(rgb[None])
+            if self.refiner is not None:
+                self.refiner(feats, torch.zeros((1, 1, *feats.s16.shape[-2:]), device=self.device), frame.shape[:2])
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _timed(self, stage: str, start: float) -> None:
-        self._sync()
-        setattr(self.times, stage, getattr(self.times, stage) + time.perf_counter() - start)
-
-    def memory_bytes(self) -> int:
-        """Bytes held by all objects' sample memories (fixed once the objects have started)."""
-        return sum(tr.memory.nbytes for tr in self.trackers if tr.memory is not None)
+    # -- timing -------------------------------------------------------------------------------
+    def _timed(self, state: VideoState, stage: str, start: float) -> float:
+        if self.sync_timers and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        setattr(state.times, stage, getattr(state.times, stage) + now - start)
+        return now
 
     # -- the loop -----------------------------------------------------------------------------
-    def run(self, frames: Iterable[np.ndarray], initial_masks: Mapping[int, np.ndarray]) -> Iterator[FrameResult]:
-        """Segment a video.
+    def run(
+        self,
+        frames: Iterable[np.ndarray],
+        initial_masks: Mapping[int, np.ndarray],
+        state: VideoState | None = None,
+    ) -> Iterator[FrameResult]:
+        """Segment a video: a thin loop over :meth:`step`.
 
         Args:
-            frames: (H, W, 3) uint8 RGB images, in order, streamed.
-            initial_masks: start frame index → (H, W) uint8 id map of the objects starting there
+            frames: (H, W, 3) uint8 RGB images, in order, streamed — starting at ``state.frame_index``
+                (0 for a new state).
+            initial_masks: frame index → (H, W) uint8 id map of the objects starting there
                 (0 = background). Each id must appear in one mask only.
+            state: continue this state (it is updated in place); default: a new one.
         Yields:
             one :class:`FrameResult` per input frame, in order.
         """
-        if not initial_masks:
+        if not initial_masks and (state is None or state.num_objects == 0):
             raise ValueError("no initial masks given")
-        self.trackers = []
-        self.times = StageTimes()
-        for index, image in enumerate(frames):
-            h, w = image.shape[:2]
-            start_mask = initial_masks.get(index)
-            if not self.trackers and start_mask is None:
-                yield FrameResult(index, np.zeros((h, w), np.uint8))
-                self.times.frames += 1
-                continue
-            t = time.perf_counter()
-            rgb = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)
-            feats = self.backbone(rgb[None])
-            x = feats.s16.float() * self.config.feature_scale
-            self._timed("backbone", t)
+        state = state if state is not None else self.new_state()
+        self.last_state = state
+        for image in frames:
+            index = state.frame_index
+            labels = self.step(state, image, initial_masks.get(index))
+            yield FrameResult(index, labels)
 
-            given = torch.from_numpy(start_mask).to(self.device).long() if start_mask is not None else None
-            if self.trackers:
-                labels, merged, coarse = self._predict(feats, x, (h, w), given)
-                if self.config.updates:
-                    t = time.perf_counter()
-                    self._update(x, merged if coarse is None else coarse)
-                    self._timed("target_update", t)
-            else:
-                labels = torch.zeros((h, w), dtype=torch.long, device=self.device)
-            if given is not None:
-                labels = torch.where(given > 0, given, labels)
-                t = time.perf_counter()
-                self._start_objects(index, rgb, x, given)
-                self._timed("target_init", t)
-            self.times.frames += 1
-            yield FrameResult(index, labels.to(torch.uint8).cpu().numpy())
+    def step(self, state: VideoState, frame: np.ndarray, new_masks: np.ndarray | None = None) -> np.ndarray:
+        """Process the next frame of ``state``'s video.
+
+        Args:
+            state: the video's state; updated in place (frame counter, models, memories, timers).
+            frame: (H, W, 3) uint8 RGB.
+            new_masks: (H, W) uint8 id map of objects that start on this frame, or None.
+        Returns:
+            (H, W) uint8 object ids.
+        """
+        h, w = frame.shape[:2]
+        if state.frame_hw is None:
+            state.frame_hw = (h, w)
+        elif state.frame_hw != (h, w):
+            raise ValueError(f"frame {state.frame_index} is {w}x{h}, the video's frames are {state.frame_hw[1]}x{state.frame_hw[0]}")
+        starting = new_masks is not None and bool(np.any(new_masks))
+        if state.num_objects == 0 and not starting:
+            state.frame_index += 1
+            state.times.frames += 1
+            return np.zeros((h, w), np.uint8)
+        with torch.inference_mode():
+            labels = self._step(state, frame, new_masks if starting else None)
+            out = labels.to(torch.uint8).cpu().numpy()  # the one read-back per frame
+        state.frame_index += 1
+        state.times.frames += 1
+        return out
+
+    def _step(self, state: VideoState, frame: np.ndarray, new_masks: np.ndarray | None) -> torch.Tensor:
+        h, w = frame.shape[:2]
+        t = time.perf_counter()
+        rgb = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, non_blocking=True).permute(2, 0, 1)
+        with self._autocast():
+            feats = self.backbone(rgb[None])
+        x = self._scaled(feats.s16)[0]  # (h16, w16, C)
+        t = self._timed(state, "backbone", t)
+        given = torch.from_numpy(new_masks).to(self.device).long() if new_masks is not None else None
+        if state.num_objects:
+            labels = self._predict_and_update(state, feats, x, (h, w), given)
+        else:
+            labels = torch.zeros((h, w), dtype=torch.long, device=self.device)
+        if given is not None:
+            labels = torch.where(given > 0, given, labels)
+            t = time.perf_counter()
+            self._start_objects(state, rgb, x, given)
+            self._timed(state, "target_init", t)
+        return labels
+
+    def _scaled(self, s16: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) stride-16 backbone features → (B, h, w, C) float32 scaled features for D."""
+        return (s16.float() * self.config.feature_scale).permute(0, 2, 3, 1).contiguous()
 
     def _features(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) RGB 0..255 → (B, C, h, w) scaled stride-16 features for D."""
-        return self.backbone(images).s16.float() * self.config.feature_scale
+        """(B, 3, H, W) RGB 0..255 → (B, h, w, C) scaled stride-16 features for D.
 
-    def _predict(
-        self, feats: BackboneFeatures, x: torch.Tensor, frame_hw: tuple[int, int], given: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Backbone features and scaled stride-16 features x (1, C, h, w) → (H, W) id map,
-        (N + 1, H, W) merged distribution, and — with a refiner and ``update_labels="coarse"`` —
-        the (N + 1, H, W) merged distribution of the target models' own upsampled scores.
-
-        With a refiner, each object's probability is sigmoid(R(features, scores)); without, the
-        scores are upsampled bilinearly and mapped by sigmoid(k · (s − 0.5)). On a frame where new
-        objects are given, their mask is carved out of the tracked objects before merging.
+        One image at a time: on CPU a batch of 4 full frames runs ~2× slower per image than
+        single images (its activations fall out of cache); on CUDA, batches are used as given.
         """
+        chunk = images.shape[0] if self.device.type == "cuda" else 1
+        with self._autocast():
+            return torch.cat([self._scaled(self.backbone(images[i : i + chunk]).s16)
+                              for i in range(0, images.shape[0], chunk)])
+
+    def _upsample_op(self, grid_hw: tuple[int, int], label_hw: tuple[int, int]) -> UpsampleOperator:
+        key = (grid_hw, label_hw)
+        if key not in self._upsample_ops:
+            self._upsample_ops[key] = UpsampleOperator(grid_hw, label_hw, self.config.label_stride, self.device)
+        return self._upsample_ops[key]
+
+    def _predict_and_update(
+        self, state: VideoState, feats: BackboneFeatures, x: torch.Tensor, frame_hw: tuple[int, int],
+        given: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Score, refine and merge all tracked objects (→ (H, W) int64 ids), then update their memories.
+
+        On a frame where new objects are given, their mask is carved out of the tracked objects.
+        """
+        cfg = self.config
         t = time.perf_counter()
-        scores = torch.cat([tr.model(x) for tr in self.trackers], dim=0)  # (N, 1, h, w)
-        keep = (given == 0) if given is not None else None  # carve out objects given on this frame
-        coarse_probs = None
-        if self.refiner is None or (self.config.updates and self.config.update_labels == "coarse"):
-            up = upsample_scores(scores, frame_hw, 1)[:, 0]
-            coarse_probs = torch.sigmoid(self.config.score_sharpness * (up - 0.5))
-            if keep is not None:
-                coarse_probs = coarse_probs * keep
-        if self.refiner is None:
-            probs = coarse_probs
+        projected = project_frame(x, state.w1)  # (N, h, w, c)
+        scores = score_projected_batched(projected, state.w2)[:, None]  # (N, 1, h, w)
+        if self.refiner is not None:
+            with self._autocast():
+                logits = self.refiner(feats, scores, frame_hw)[:, 0].float()
         else:
-            with torch.no_grad():
-                probs = torch.sigmoid(self.refiner(feats, scores, frame_hw)[:, 0])
-            if keep is not None:
-                probs = probs * keep
-        self._timed("target_score", t)
-        t = time.perf_counter()
-        ids = torch.tensor([tr.object_id for tr in self.trackers], device=self.device)
-        merged = soft_aggregate(probs)
-        labels = label_map(merged, ids)
-        coarse = soft_aggregate(coarse_probs) if self.refiner is not None and coarse_probs is not None else None
-        self._timed("merge", t)
-        return labels, merged, coarse
-
-    def _update(self, x: torch.Tensor, merged: torch.Tensor) -> None:
-        """Add this frame to each tracked object's memory; re-optimize w2 every t_s frames."""
-        cfg = self.config
-        soft = winner_labels(merged)  # (N, H, W)
-        for n, tracker in enumerate(self.trackers):
-            tracker.frames_tracked += 1
-            label = soft[n]
-            if int((label > 0.5).sum()) >= cfg.min_update_pixels and tracker.memory is not None:
-                tracker.memory.insert(tracker.model.project(x)[0], downsample_mask(label[None, None], cfg.label_stride)[0])
-            if tracker.frames_tracked % cfg.update_interval == 0 and tracker.memory is not None:
-                tracker.model = self._optimize_w2(tracker.model, tracker.memory, cfg.update_cg_iterations)
-
-    def _optimize_w2(self, model: TargetModel, memory: SampleMemory, cg_iterations: int) -> TargetModel:
-        """One GN step of ``cg_iterations`` CG iterations on w2, w1 frozen, over the memory."""
-        cfg = self.config
-        features, labels, gamma = memory.active()
-        weights = hinge_pixel_weights(labels, cfg.hinge_fraction, pixel_area=float(cfg.label_stride**2))
-        samples = TrainingSamples(features, labels, weights, gamma, cfg.label_stride)
-        problem = TargetModelProblem(samples, cfg.regularization, optimize_w1=False)
-        (w2,) = self.w2_solver.run(problem, [model.w2], [cg_iterations])
-        return TargetModel(model.w1, w2)
-
-    def _start_objects(self, frame_index: int, rgb: torch.Tensor, x: torch.Tensor, given: torch.Tensor) -> None:
-        """Train a target model (and fill a memory) for every object id in ``given`` ((H, W) id map)."""
-        existing = {tr.object_id for tr in self.trackers}
-        for object_id in torch.unique(given).tolist():
-            if object_id == 0:
-                continue
-            if object_id in existing:
-                raise ValueError(f"object {object_id} is already tracked; each id may start only once")
-            if len(self.trackers) >= MAX_OBJECTS:
-                raise ValueError(f"more than {MAX_OBJECTS} objects")
-            mask = (given == object_id).float()
-            self.trackers.append(self._new_tracker(frame_index, object_id, rgb, x, mask))
-
-    def _new_tracker(
-        self, frame_index: int, object_id: int, rgb: torch.Tensor, x: torch.Tensor, mask: torch.Tensor
-    ) -> ObjectTracker:
-        """First-frame training of one object from rgb (3, H, W), features x (1, C, h, w), mask (H, W)."""
-        cfg = self.config
-        model, features, labels = fit_target_model(
-            x, rgb, mask, cfg, self._features, self.solver, seed=cfg.seed * 1000 + object_id
-        )
-        memory = None
+            logits = cfg.score_sharpness * (upsample_scores(scores, frame_hw, 1)[:, 0] - 0.5)
+        if given is not None:
+            logits = logits.masked_fill(given[None] > 0, -LOGIT_LIMIT)
+        t = self._timed(state, "target_score", t)
+        labels = label_map_from_logits(logits, state.objects.ids_tensor(self.device))
+        t = self._timed(state, "merge", t)
         if cfg.updates:
-            projected = model.project(features)
-            memory = SampleMemory(
-                max(cfg.memory_capacity, labels.shape[0]),
-                tuple(projected.shape[1:]),
-                label_grid_size(tuple(mask.shape), cfg.label_stride),
-                cfg.memory_learning_rate,
-                device=self.device,
+            self._update(state, scores, projected, logits, given)
+            self._timed(state, "target_update", t)
+        return labels
+
+    def _memory_labels(self, scores: torch.Tensor, logits: torch.Tensor, given: torch.Tensor | None,
+                       frame_hw: tuple[int, int]) -> torch.Tensor:
+        """(N, H', W') soft labels on the label grid: each object's merged probability where it wins.
+
+        "coarse": from the target models' scores, upsampled straight to the label grid (never to
+        full resolution); "refined": from the refiner's logits, merged at full resolution and
+        area-averaged to the grid.
+        """
+        cfg = self.config
+        s = cfg.label_stride
+        grid = label_grid_size(frame_hw, s)
+        if cfg.update_labels == "refined" and self.refiner is not None:
+            soft = winner_labels(soft_aggregate(torch.sigmoid(logits)))
+            return downsample_mask(soft[:, None], s)[:, 0]
+        probs = torch.sigmoid(cfg.score_sharpness * (upsample_scores(scores, grid, s)[:, 0] - 0.5))
+        if given is not None:
+            probs = probs * downsample_mask((given == 0).float()[None, None], s)[0]
+        return winner_labels(soft_aggregate(probs))
+
+    def _update(self, state: VideoState, scores: torch.Tensor, projected: torch.Tensor, logits: torch.Tensor,
+                given: torch.Tensor | None) -> None:
+        """Add this frame to every object's memory; re-optimize w2 of the objects due (as one batch)."""
+        cfg = self.config
+        soft = self._memory_labels(scores, logits, given, state.frame_hw)
+        accept = (soft > 0.5).flatten(1).sum(dim=1) * cfg.label_stride**2 >= cfg.min_update_pixels
+        state.memory.insert(projected, soft, accept)
+        tracked = state.objects.frames_tracked
+        for slot in range(len(tracked)):
+            tracked[slot] += 1
+        due = [slot for slot, n in enumerate(tracked) if n % cfg.update_interval == 0]
+        if due:
+            self._optimize_w2(state, due, cfg.update_cg_iterations)
+
+    def _optimize_w2(self, state: VideoState, slots: Sequence[int], cg_iterations: int) -> None:
+        """One GN step of ``cg_iterations`` CG iterations on w2 (w1 frozen) over the memories of ``slots``."""
+        cfg = self.config
+        features, labels, gamma = state.memory.active(list(slots))
+        op = self._upsample_op(tuple(features.shape[2:4]), tuple(labels.shape[-2:]))
+        samples = BatchedSamples(features, labels, gamma, cfg.label_stride, cfg.hinge_fraction)
+        problem = BatchedTargetProblem(samples, cfg.regularization, optimize_w1=False, upsample=op)
+        all_slots = len(slots) == state.num_objects
+        w2 = state.w2 if all_slots else state.w2[list(slots)]
+        (w2,) = self.w2_solver.run(problem, [w2], [cg_iterations])
+        if all_slots:
+            state.w2 = w2
+        else:
+            state.w2 = state.w2.clone()
+            state.w2[list(slots)] = w2
+
+    def _start_objects(self, state: VideoState, rgb: torch.Tensor, x: torch.Tensor, given: torch.Tensor) -> None:
+        """Train the target models (and fill the memories) of every object id in ``given`` ((H, W) ids)."""
+        cfg = self.config
+        new_ids = [i for i in torch.unique(given).tolist() if i != 0]
+        slots = state.objects.add(new_ids, state.frame_index)
+        masks = torch.stack([(given == i).float() for i in new_ids])  # (n, H, W)
+        w1, w2, features, labels, weights = fit_target_models(
+            x, rgb, masks, cfg, self._features, self.solver, seeds=[cfg.seed * 1000 + i for i in new_ids],
+            upsample_op=self._upsample_op,
+        )
+        state.w1 = w1 if state.w1 is None else torch.cat([state.w1, w1])
+        state.w2 = w2 if state.w2 is None else torch.cat([state.w2, w2])
+        if not cfg.updates:
+            return
+        if state.memory is None:
+            capacity = max(cfg.memory_capacity, 1 + cfg.augment.num_samples)
+            state.memory = SampleMemory(
+                capacity, (x.shape[0], x.shape[1], cfg.channels), label_grid_size(state.frame_hw, cfg.label_stride),
+                cfg.memory_learning_rate, device=self.device,
             )
-            memory.initialize(projected, labels)
-            if cfg.init_w2_cg_iterations > 0:
-                model = self._optimize_w2(model, memory, cfg.init_w2_cg_iterations)
-        return ObjectTracker(object_id, frame_index, model, memory)
+        projected = torch.bmm(features.flatten(1, 3), w1).reshape(*features.shape[:4], w1.shape[-1])
+        state.memory.add_objects(projected, labels, weights)
+        if cfg.init_w2_cg_iterations > 0:
+            self._optimize_w2(state, slots, cfg.init_w2_cg_iterations)
+
+
+def fit_target_models(
+    x: torch.Tensor,
+    rgb: torch.Tensor,
+    masks: torch.Tensor,
+    config: SegmenterConfig,
+    features_fn: Callable[[torch.Tensor], torch.Tensor],
+    solver: GaussNewtonCG,
+    seeds: Sequence[int],
+    upsample_op: Callable[[tuple[int, int], tuple[int, int]], UpsampleOperator] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Train n target models on one start frame and augmented copies (w1 and w2 jointly, one batch).
+
+    Args:
+        x: (h, w, C) scaled stride-16 features of the frame (channels last).
+        rgb: (3, H, W) the frame, 0..255 (used for augmentation).
+        masks: (n, H, W) the objects' binary masks.
+        features_fn: (B, 3, H, W) images → (B, h, w, C) scaled stride-16 features.
+        seeds: per object, seeds the weight initialization and the augmentation.
+    Returns:
+        w1 (n, C, c), w2 (n, c, 9), the (n, K, h, w, C) features and (n, K, H', W') labels of the
+        training samples (sample 0 is the frame itself; objects with fewer augmented copies are
+        padded with empty samples) and their (n, K) relative weights (2 for the frame, 1 per copy,
+        0 for padding).
+    """
+    n = masks.shape[0]
+    k = 1 + max(config.augment.num_samples, 0)
+    per_object = []
+    for mask, seed in zip(masks, seeds):
+        images, aug_masks = (None, None)
+        if config.augment.num_samples > 0:
+            images, aug_masks = augment_start_frame(rgb.float(), mask, config.augment, seed)
+        per_object.append((images, aug_masks))
+    counts = [0 if im is None else im.shape[0] for im, _ in per_object]
+    all_images = [im for im, _ in per_object if im is not None and im.shape[0] > 0]
+    aug_feats = features_fn(torch.cat(all_images)) if all_images else None
+    h, w, big_c = x.shape
+    frame_hw = tuple(masks.shape[-2:])
+    features = x.new_zeros((n, k, h, w, big_c))
+    full_masks = masks.new_zeros((n, k, *frame_hw))
+    weights = torch.zeros((n, k), device=x.device)
+    offset = 0
+    for i, ((_, aug_masks), count) in enumerate(zip(per_object, counts)):
+        features[i, 0] = x
+        full_masks[i, 0] = masks[i]
+        weights[i, 0] = 2.0  # the original frame weighs twice an augmented copy
+        if count:
+            features[i, 1 : 1 + count] = aug_feats[offset : offset + count]
+            full_masks[i, 1 : 1 + count] = aug_masks.to(masks.dtype)
+            weights[i, 1 : 1 + count] = 1.0
+            offset += count
+    labels = downsample_mask(full_masks.flatten(0, 1)[:, None], config.label_stride)[:, 0]
+    labels = labels.reshape(n, k, *labels.shape[-2:])
+    init = [TargetModel.initialize(big_c, config.channels, torch.Generator().manual_seed(s), x.device) for s in seeds]
+    w1 = torch.stack([to_batched_weights(m)[0] for m in init])
+    w2 = torch.stack([to_batched_weights(m)[1] for m in init])
+    op = upsample_op((h, w), tuple(labels.shape[-2:])) if upsample_op is not None else None
+    samples = BatchedSamples(features, labels, weights / weights.sum(dim=1, keepdim=True), config.label_stride,
+                             config.hinge_fraction)
+    problem = BatchedTargetProblem(samples, config.regularization, optimize_w1=True, upsample=op)
+    w1, w2 = solver.run(problem, [w1, w2], config.init_cg_iterations)
+    return w1, w2, features, labels, weights
 
 
 def fit_target_model(
@@ -357,44 +493,19 @@ def fit_target_model(
     features_fn: Callable[[torch.Tensor], torch.Tensor],
     solver: GaussNewtonCG,
     seed: int,
-) -> tuple[TargetModel, torch.Tensor, torch.Tensor]:
-    """Train a target model on one start frame and its augmented copies (w1 and w2 jointly).
+) -> TargetModel:
+    """One object's target model from (1, C, h, w) features, rgb (3, H, W) and mask (H, W), with
+    ``features_fn`` mapping (B, 3, H, W) images to (B, C, h, w) features (training uses this)."""
+    x_hwc = x[0].permute(1, 2, 0).contiguous()
 
-    Args:
-        x: (1, C, h, w) scaled stride-16 features of the frame.
-        rgb: (3, H, W) the frame, 0..255 (used for augmentation).
-        mask: (H, W) the object's binary mask.
-        features_fn: (B, 3, H, W) images → (B, C, h, w) scaled stride-16 features.
-        seed: seeds the weight initialization and the augmentation.
-    Returns:
-        the model, the (K, C, h, w) features and (K, 1, H', W') labels of the K training samples
-        (sample 0 is the frame itself).
-    """
-    features, masks = x, mask[None, None].float()
-    if config.augment.num_samples > 0:
-        aug_images, aug_masks = augment_start_frame(rgb.float(), mask, config.augment, seed)
-        if aug_images.shape[0] > 0:
-            features = torch.cat([x, features_fn(aug_images)])
-            masks = torch.cat([masks, aug_masks[:, None].to(masks.dtype)])
-    labels = downsample_mask(masks, config.label_stride)
-    k = labels.shape[0]
-    gamma = torch.ones(k, device=x.device)
-    gamma[0] = 2.0  # the original frame weighs twice an augmented copy
-    samples = TrainingSamples(
-        features=features,
-        labels=labels,
-        pixel_weights=hinge_pixel_weights(labels, config.hinge_fraction, pixel_area=float(config.label_stride**2)),
-        sample_weights=gamma / gamma.sum(),
-        label_stride=config.label_stride,
-    )
-    generator = torch.Generator().manual_seed(seed)
-    model = TargetModel.initialize(x.shape[1], config.channels, generator, x.device)
-    problem = TargetModelProblem(samples, config.regularization, optimize_w1=True)
-    w1, w2 = solver.run(problem, [model.w1, model.w2], config.init_cg_iterations)
-    return TargetModel(w1, w2), features, labels
+    def hwc(images: torch.Tensor) -> torch.Tensor:
+        return features_fn(images).permute(0, 2, 3, 1).contiguous()
+
+    w1, w2, _, _, _ = fit_target_models(x_hwc, rgb, mask[None].float(), config, hwc, solver, [seed])
+    return from_batched_weights(w1[0], w2[0])
 
 
 __all__ = [
     "FEATURE_STRIDE", "MAX_OBJECTS", "PRESETS", "FrameResult", "Segmenter", "SegmenterConfig", "StageTimes",
-    "fit_target_model", "preset_config", "resolve_device",
+    "VideoState", "fit_target_model", "fit_target_models", "preset_config", "resolve_device",
 ]

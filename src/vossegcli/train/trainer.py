@@ -91,7 +91,7 @@ class FeatureCache:
     def build(self, clip: Clip, refs: list[int], seed: int) -> CachedClip:
         path = self.root / f"{clip.name}.pt"
         if path.is_file():
-            blob = torch.load(path, weights_only=False)
+            blob = torch.load(path, map_location="cpu", weights_only=False)
             return CachedClip(clip.name, blob["features"], blob["labels"], blob["targets"])
         feats, labels = [], []
         for image, lab in zip(clip.frames, clip.labels):
@@ -107,7 +107,7 @@ class FeatureCache:
             for obj in torch.unique(lab).tolist():
                 if obj == 0 or int((lab == obj).sum()) < 100:
                     continue
-                model, _, _ = fit_target_model(
+                model = fit_target_model(
                     x, rgb, (lab == obj).float(), self.engine, self._features_fn, self.solver, seed=seed + 7919 * ref + obj
                 )
                 targets[(ref, obj)] = (model.w1.cpu(), model.w2.cpu())
@@ -320,7 +320,7 @@ class RefinerTrainer:
         path = self.out / "checkpoint.pt"
         if not path.is_file():
             return False
-        blob = torch.load(path, weights_only=False)
+        blob = torch.load(path, map_location="cpu", weights_only=False)
         self.refiner.load_state_dict(blob["refiner"])
         self.optimizer.load_state_dict(blob["optimizer"])
         self.rng.setstate(blob["rng"])

@@ -1,0 +1,82 @@
+"""Which device and arithmetic the engine runs with, and how deterministic it is.
+
+* :func:`resolve_device`: "auto" → CUDA when available, else CPU; a clear error for a missing GPU.
+* :func:`resolve_precision`: the autocast dtype for the backbone and the refiner. The target
+  models and their Gauss–Newton solver always run in float32.
+* :func:`configure_determinism`: on CUDA, ``cudnn.benchmark`` (autotuned convolutions) for speed,
+  or — with ``deterministic=True`` — deterministic algorithms only. The engine itself uses no
+  autograd at run time (the solver's Jacobian products are explicit), so the non-deterministic
+  backward kernels of interpolation are never involved; with ``deterministic=True`` the same input
+  gives the same masks on the same GPU model, driver and PyTorch. On CPU every run is
+  deterministic already (tested).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from vossegcli.errors import DeviceError
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' → CUDA when available else CPU; 'cuda' fails clearly when CUDA is absent."""
+    name = name.lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"--device {name}: this PyTorch ({torch.__version__}) sees no CUDA GPU; use --device cpu or auto"
+            )
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise DeviceError(f"--device {name}: unknown device; use auto, cpu or cuda")
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16, read from /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for backbone and refiner (None: plain float32)."""
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+    if name == "fp32":
+        return None
+    if name == "fp16":
+        if device.type != "cuda":
+            raise DeviceError("--precision fp16 needs a CUDA device; use --precision bf16 or fp32 on CPU")
+        return torch.float16
+    if name == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
+
+
+
+
+def configure_determinism(device: torch.device, deterministic: bool = False) -> None:
+    """Set the process-wide algorithm choices for ``device`` (see the module docstring)."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
