@@ -27,8 +27,10 @@ from PIL import Image, ImageFilter
 from typer.testing import CliRunner
 
 import vossegcli.pipeline as pipeline
+import vossegcli.run.outputs as outputs
+import vossegcli.run.segment as segment_module
 from vossegcli.cli import app
-from vossegcli.engine.segmenter import FrameResult, SegmenterConfig, StageTimes
+from vossegcli.engine.segmenter import SegmenterConfig, StageTimes
 from vossegcli.io.palette import davis_palette, read_label_png, write_label_png
 from vossegcli.sample import sample_paths
 
@@ -92,37 +94,58 @@ class FakeSegmenter:
     calls: list[dict] = []
     hook = None
 
-    def __init__(self, config=None, device="cpu", backbone=None):
+    def __init__(self, config=None, device="cpu", backbone=None, deterministic=False):
         self.config = config or SegmenterConfig()
         self.device = torch.device("cpu")
         self.times = StageTimes()
         self.backbone = SimpleNamespace(weights_path="fake.pth", weights_sha256=lambda: "0" * 64)
+        self.precision = "fp32"
 
-    def memory_bytes(self) -> int:
+    def memory_bytes(self, state=None) -> int:
         return 0
 
-    def run(self, frames, initial_masks):
-        record = {"initial": {k: v.copy() for k, v in initial_masks.items()}, "shapes": []}
+    def new_state(self):
+        record = {"initial": {}, "shapes": []}
         FakeSegmenter.calls.append(record)
-        current = None
-        for index, image in enumerate(frames):
-            record["shapes"].append(image.shape)
-            if FakeSegmenter.hook is not None:
-                FakeSegmenter.hook(index)
-            given = initial_masks.get(index)
-            if given is not None:
-                current = given.copy() if current is None else np.where(given > 0, given, current)
-            self.times.backbone += 0.001
-            self.times.frames += 1
-            labels = current if current is not None else np.zeros(image.shape[:2], np.uint8)
-            yield FrameResult(index, labels.copy())
+        return FakeState(record)
+
+    def load_state(self, path):
+        raise ValueError("the fake engine saves no state")
+
+    def step(self, state, image, given=None):
+        state.record["shapes"].append(image.shape)
+        if FakeSegmenter.hook is not None:
+            FakeSegmenter.hook(len(state.record["shapes"]) - 1)  # frames this call has seen
+        if given is not None:
+            state.record["initial"][state.frame_index] = given.copy()
+            state.current = given.copy() if state.current is None else np.where(given > 0, given, state.current)
+        state.times.backbone += 0.001
+        state.times.frames += 1
+        state.frame_index += 1
+        labels = state.current if state.current is not None else np.zeros(image.shape[:2], np.uint8)
+        return labels.copy()
+
+
+class FakeState:
+    """The engine state's interface: a frame counter, timers, and no saved file."""
+
+    def __init__(self, record):
+        self.record = record
+        self.frame_index = 0
+        self.times = StageTimes()
+        self.extra = {}
+        self.current = None
+        self.num_objects = 0
+
+    def save(self, path) -> None:
+        pass
 
 
 @pytest.fixture
 def fake_engine(monkeypatch):
     FakeSegmenter.calls = []
     FakeSegmenter.hook = None
-    monkeypatch.setattr(pipeline, "Segmenter", FakeSegmenter)
+    monkeypatch.setattr(segment_module, "Segmenter", FakeSegmenter)
     yield FakeSegmenter
     FakeSegmenter.hook = None
 
@@ -371,7 +394,7 @@ def test_read_only_output_folder(tmp_path):
 
 def test_unwritable_output_folder_is_refused_before_running(tmp_path, monkeypatch):
     """The same check as the read-only test, for machines where tests run as root."""
-    monkeypatch.setattr(pipeline, "_writable", lambda path: False)
+    monkeypatch.setattr(outputs, "_writable", lambda path: False)
     empty = tmp_path / "empty"
     empty.mkdir()
     result = run_cli("segment", "--out", empty)
@@ -394,7 +417,7 @@ def test_output_location_that_is_a_file(tmp_path):
 @pytest.mark.parametrize("code, words", [(errno.ENOSPC, "disk is full"), (errno.EACCES, "no permission")])
 def test_write_failure_part_way(tmp_path, fake_engine, monkeypatch, code, words):
     """ENOSPC / EACCES on the 6th PNG: one line that says why and how far it got, no temp files."""
-    real_write = pipeline.write_label_png
+    real_write = outputs.write_label_png  # called by the background PNG writer
     count = {"n": 0}
 
     def failing_write(path, labels, palette=None):
@@ -405,7 +428,7 @@ def test_write_failure_part_way(tmp_path, fake_engine, monkeypatch, code, words)
             raise OSError(code, os.strerror(code))
         real_write(path, labels, palette)
 
-    monkeypatch.setattr(pipeline, "write_label_png", failing_write)
+    monkeypatch.setattr(outputs, "write_label_png", failing_write)
     out = tmp_path / "o"
     result = run_cli("segment", "--out", out)
     assert result.exit_code == 2
@@ -418,7 +441,7 @@ def test_write_failure_of_the_run_record_before_any_frame(tmp_path, fake_engine,
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(pipeline, "_write_json_atomic", no_space)
+    monkeypatch.setattr(segment_module, "write_run_record", no_space)
     result = run_cli("segment", "--out", tmp_path / "o")
     assert result.exit_code == 2
     assert "disk is full" in error_line(result)
@@ -446,7 +469,7 @@ def test_out_of_gpu_memory_says_what_to_lower(tmp_path, fake_engine, monkeypatch
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     fake_engine.hook = staticmethod(oom)
-    monkeypatch.setattr(pipeline, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(segment_module, "resolve_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
     out = tmp_path / "o"
     result = run_cli("segment", "--out", out)
@@ -474,9 +497,10 @@ def test_signal_stops_cleanly_with_a_resume_hint(tmp_path, fake_engine, signum, 
     result = run_cli("segment", "--out", out, "--preset", "fast")
     assert result.exit_code == code, result.output
     name = signal.Signals(signum).name
-    assert f"stopped: interrupted by {name} after 5 of 72 frames" in result.output
+    # the signal arrived while frame 5 was being segmented: that frame is finished first
+    assert f"stopped: interrupted by {name} after 6 of 72 frames" in result.output
     assert f"--out {out} --preset fast --resume" in result.output
-    assert pngs(out) == [f"{i:05d}.png" for i in range(5)] and not leftovers(out)
+    assert pngs(out) == [f"{i:05d}.png" for i in range(6)] and not leftovers(out)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
@@ -527,9 +551,9 @@ def test_resume_continues_from_the_last_complete_frame(tmp_path, fake_engine):
     for name in pngs(out):
         read_label_png(out / name)
     seeded = fake_engine.calls[-1]["initial"]
-    assert sorted(seeded) == [0, 5]  # frame 4 re-seeds objects 1 and 2; object 3 starts 9 - 4 = 5 frames later
-    assert set(np.unique(seeded[0]).tolist()) == {0, 1, 2}
-    assert set(np.unique(seeded[5]).tolist()) == {0, 3}
+    assert sorted(seeded) == [4, 9]  # frame 4 re-seeds objects 1 and 2; object 3 starts on frame 9 as given
+    assert set(np.unique(seeded[4]).tolist()) == {0, 1, 2}
+    assert set(np.unique(seeded[9]).tolist()) == {0, 3}
     assert len(fake_engine.calls[-1]["shapes"]) == 8  # frames 4..11, frame 4 not rewritten
     record = json.loads((out / ".vosseg-run.json").read_text())
     assert record["complete"] and record["frames"] == 12 and record["resumed_from_frame"] == 4
@@ -657,6 +681,56 @@ def test_real_run_interrupted_by_sigint_then_killed_then_resumed(tmp_path):
         labels = read_label_png(out / name)
         assert labels.shape == (H, W)
         assert set(np.unique(labels).tolist()) == {0, 1, 2}, name
+
+
+def _segment_proc(args: list, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vossegcli.cli", "segment", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_resume_after_sigint_or_sigkill_is_byte_identical_to_an_uninterrupted_run(tmp_path):
+    """Real engine (fast preset, shipped refiner), real processes. Stopped by SIGINT at a random
+    frame, the run saves its engine state; killed by SIGKILL, it has its last periodic state (every
+    5 frames here). Either way --resume writes exactly the PNGs of a run that was never stopped."""
+    import random
+
+    env = {**os.environ, "COLUMNS": "300"}
+    base = ["--device", "cpu", "--preset", "fast", "--state-every", "5"]
+    reference = tmp_path / "reference"
+    assert run_cli("segment", "--out", reference, *base).exit_code == 0
+    expected = {name: (reference / name).read_bytes() for name in pngs(reference)}
+    assert len(expected) == 72 and not (reference / ".vosseg-state.pt").exists()  # removed when complete
+
+    rng = random.Random()
+    for stop, out in ((signal.SIGINT, tmp_path / "stopped"), (signal.SIGKILL, tmp_path / "killed")):
+        at = rng.randint(8, 50)
+        proc = _segment_proc(["--out", out, *base], env)
+        _wait_for_pngs(out, at, proc)
+        proc.send_signal(stop)
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == (130 if stop == signal.SIGINT else -signal.SIGKILL), stderr
+        assert (out / ".vosseg-state.pt").is_file() and len(pngs(out)) < 72
+        result = run_cli("segment", "--out", out, *base, "--resume")
+        assert result.exit_code == 0, result.output
+        assert "resuming exactly after frame" in result.output and "re-seeded" not in result.output
+        assert {name: (out / name).read_bytes() for name in pngs(out)} == expected, f"{stop.name} at {at}"
+        assert not leftovers(out) and not (out / ".vosseg-state.pt").exists()
+
+
+def test_resume_without_a_state_file_re_seeds_and_says_so(tmp_path, fake_engine):
+    def crash(index):
+        if index == 6:
+            raise KeyboardInterrupt
+
+    fake_engine.hook = staticmethod(crash)
+    out = tmp_path / "o"
+    assert run_cli("segment", "--out", out).exit_code == 130
+    fake_engine.hook = None
+    result = run_cli("segment", "--out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "no usable engine state (.vosseg-state.pt is missing)" in result.output
+    assert "differs from an uninterrupted run" in result.output
 
 
 # ============================================================================ large frames

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vossegcli import __version__
-from vossegcli.errors import EXIT_USER_ERROR, VossegError
+from vossegcli.errors import EXIT_USER_ERROR, Interrupted, RunInterrupted, VossegError
 
 app = typer.Typer(
     name="vosseg",
@@ -70,10 +70,20 @@ class EngineOptions:
     refiner = typer.Option(
         "default", help="Refinement network: default (the shipped weights), a .pt file, or none (upsample D's scores)."
     )
+    precision = typer.Option(
+        "auto", help="Arithmetic of the backbone and refiner: auto (bf16 where the CPU or GPU computes it natively, "
+        "else fp32), fp32, bf16, or fp16 (CUDA only). Target models always use fp32.",
+    )
+    deterministic = typer.Option(
+        False, "--deterministic",
+        help="On CUDA: deterministic algorithms only (no cuDNN autotuning; slower), so a rerun gives the same masks "
+        "on the same GPU and software. CPU runs are always deterministic.",
+    )
 
 
 def _engine_config(
-    preset: str, augment: Optional[int], fill: Optional[str], update: bool, seed: int, refiner: str = "default"
+    preset: str, augment: Optional[int], fill: Optional[str], update: bool, seed: int, refiner: str = "default",
+    precision: str = "auto",
 ):
     from dataclasses import replace
 
@@ -92,9 +102,13 @@ def _engine_config(
         if fill not in ("inpaint", "gray"):
             raise VossegError(f"--fill {fill}: choose inpaint or gray")
         aug = replace(aug, fill=fill)
+    from vossegcli.engine.device import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise VossegError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
     return replace(
         config, augment=aug, update_interval=config.update_interval if update else 0,
-        refiner=None if refiner.lower() == "none" else refiner,
+        refiner=None if refiner.lower() == "none" else refiner, precision=precision,
     )
 
 
@@ -105,10 +119,8 @@ def _default_out(input_path: Path) -> Path:
 
 @contextmanager
 def _stop_on_signals():
-    """SIGINT (Ctrl-C) and SIGTERM raise :class:`~vossegcli.pipeline.Interrupted` in the main thread,
+    """SIGINT (Ctrl-C) and SIGTERM raise :class:`~vossegcli.errors.Interrupted` in the main thread,
     so a run stops between two steps and cleans up; further signals during that clean-up are ignored."""
-    from vossegcli.pipeline import Interrupted
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -135,9 +147,10 @@ def _interrupted_exit(signum: int, message: str) -> None:
 def _segment_command(
     input_path: Optional[Path], masks: Optional[List[str]], out: Path, device: str, preset: str, augment: Optional[int],
     fill: Optional[str], update: bool, seed: int, max_size: int, snap_mask: bool, refiner: str = "default",
+    precision: str = "auto", deterministic: bool = False, state_every: int = 50,
 ) -> str:
     """The shell command that reruns this segment call (for the resume hint and .vosseg-run.json)."""
-    from vossegcli.pipeline import DEFAULT_MAX_SIZE
+    from vossegcli.run.inputs import DEFAULT_MAX_SIZE
 
     parts = ["vosseg", "segment"]
     if input_path is not None:
@@ -163,6 +176,12 @@ def _segment_command(
         parts.append("--snap-mask")
     if device != "auto":
         parts += ["--device", device]
+    if precision != "auto":
+        parts += ["--precision", precision]
+    if deterministic:
+        parts.append("--deterministic")
+    if state_every != 50:
+        parts += ["--state-every", str(state_every)]
     return shlex.join(parts)
 
 
@@ -209,19 +228,28 @@ def segment(
     update: bool = EngineOptions.update,
     seed: int = EngineOptions.seed,
     refiner: str = EngineOptions.refiner,
+    precision: str = EngineOptions.precision,
+    deterministic: bool = EngineOptions.deterministic,
+    state_every: int = typer.Option(
+        50, "--state-every", min=0,
+        help="Save the engine's state every N frames (and when stopped by Ctrl-C or SIGTERM), so --resume continues "
+        "exactly as if never stopped, even after a crash. 0 = only when stopped.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of a summary."),
 ) -> None:
     """Segment the objects of the given mask(s) in every frame and write palette PNGs."""
-    from vossegcli.pipeline import Interrupted, RunInterrupted, internal_size, load_inputs, segment as run_segment
+    from vossegcli.run.inputs import internal_size, load_inputs
+    from vossegcli.run.segment import segment as run_segment
 
     given_input, given_masks = input_path, mask
     try:
         with _stop_on_signals():
-            config = _engine_config(preset, augment, fill, update, seed, refiner)
+            config = _engine_config(preset, augment, fill, update, seed, refiner, precision)
             input_path, masks = _sample_defaults(input_path, mask)
             out = out if out is not None else _default_out(input_path)
             command = _segment_command(
-                given_input, given_masks, out, device, preset, augment, fill, update, seed, max_size, snap_mask, refiner
+                given_input, given_masks, out, device, preset, augment, fill, update, seed, max_size, snap_mask, refiner,
+                precision, deterministic, state_every,
             )
             reader, mask_set = load_inputs(input_path, masks, snap=snap_mask)
             info = reader.info
@@ -259,6 +287,8 @@ def segment(
                     snap_mask=snap_mask,
                     command=command,
                     notify=lambda line: err_console.print(f"  {line}", highlight=False, soft_wrap=True),
+                    deterministic=deterministic,
+                    state_every=state_every,
                 )
             finally:
                 if bar.live.is_started:
@@ -318,7 +348,6 @@ def overlay(
 ) -> None:
     """Blend coloured masks over the frames into a playable mp4 (same frame rate and count)."""
     from vossegcli.io.overlay import write_overlay
-    from vossegcli.pipeline import Interrupted
 
     try:
         with _stop_on_signals():
@@ -359,18 +388,20 @@ def benchmark(
     update: bool = EngineOptions.update,
     seed: int = EngineOptions.seed,
     refiner: str = EngineOptions.refiner,
+    precision: str = EngineOptions.precision,
+    deterministic: bool = EngineOptions.deterministic,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Measure engine speed: FPS, per-stage split, device and peak memory."""
-    from vossegcli.pipeline import run_benchmark
+    from vossegcli.run.benchmark import run_benchmark
 
     try:
-        config = _engine_config(preset, augment, fill, update, seed, refiner)
+        config = _engine_config(preset, augment, fill, update, seed, refiner, precision)
         input_path, masks = _sample_defaults(input_path, mask)
         with _progress() as bar:
             task = bar.add_task("benchmark", total=None)
             result = run_benchmark(
-                input_path, masks, device=device, config=config, max_frames=frames,
+                input_path, masks, device=device, config=config, max_frames=frames, deterministic=deterministic,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     except VossegError as error:
@@ -536,20 +567,20 @@ def train(
 
 def _describe_refiner(spec: Optional[str]) -> str:
     """One line saying which refiner weights a run uses."""
-    from vossegcli.engine.refiner import default_refiner_path, sha256_of
+    from vossegcli.engine.refiner import refiner_file
 
-    path = default_refiner_path() if spec == "default" else Path(spec) if spec else None
+    path, sha = refiner_file(spec)
     if path is None:
         why = "--refiner none" if spec is None else "no trained refiner weights ship with this version"
         return f"refiner: none ({why}); target-model scores are upsampled bilinearly"
-    sha = sha256_of(path)[:12] if path.is_file() else "missing"
-    return f"refiner: {path} (sha256 {sha}…)"
+    return f"refiner: {path} (sha256 {sha[:12] if sha else 'missing'}…)"
 
 
 def _refiner_info() -> dict:
-    from vossegcli.engine.refiner import WEIGHTS_DIR, default_refiner_path, sha256_of
+    from vossegcli.engine.refiner import WEIGHTS_DIR
+    from vossegcli.engine.refiner import refiner_file
 
-    path = default_refiner_path()
+    path, sha = refiner_file("default")
     if path is None:
         return {"role": "refiner", "name": "none shipped: target-model scores are upsampled bilinearly"}
     entry = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["refiner"]
@@ -558,8 +589,8 @@ def _refiner_info() -> dict:
         "name": entry.get("name", "vosseg refiner"),
         "training": f"{entry.get('steps')} steps of `{entry.get('command')}`",
         "file": str(path),
-        "sha256": sha256_of(path),
-        "manifest_sha256_matches": sha256_of(path) == entry.get("sha256"),
+        "sha256": sha,
+        "manifest_sha256_matches": sha == entry.get("sha256"),
         "val_jf": entry.get("val_jf"),
         "license": entry.get("license", "Apache-2.0"),
     }
@@ -572,7 +603,7 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) 
 
     from vossegcli.engine.backbone import Backbone
     from vossegcli.engine.segmenter import resolve_device
-    from vossegcli.pipeline import environment_info
+    from vossegcli.run.report import environment_info
 
     device = resolve_device("auto")
     try:

@@ -21,9 +21,7 @@ it with ``python -m vossegcli.sample OUT_DIR [--seed N]``.
 from __future__ import annotations
 
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +29,8 @@ import numpy as np
 from PIL import Image
 
 from vossegcli.errors import InputError
-from vossegcli.io.palette import davis_palette, write_label_png
+from vossegcli.io.overlay import encode_mp4
+from vossegcli.io.palette import PendingFile, davis_palette, write_label_png
 
 WIDTH, HEIGHT = 320, 240
 FPS = 24
@@ -266,33 +265,12 @@ def _render(t: int, scene: _Scene) -> np.ndarray:
 
 
 def _write_video(path: Path, frames) -> None:
-    import imageio_ffmpeg
-
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    writer = imageio_ffmpeg.write_frames(
-        str(tmp),
-        (WIDTH, HEIGHT),
-        fps=FPS,
-        codec="libx264",
-        pix_fmt_out="yuv420p",
-        quality=None,
-        macro_block_size=1,
-        ffmpeg_log_level="error",
-        output_params=["-crf", str(CRF), "-preset", "slow", "-movflags", "+faststart"],
-    )
+    pending = PendingFile(path, suffix=".mp4")
     try:
-        writer.send(None)
-        for frame in frames:
-            writer.send(np.ascontiguousarray(frame))
-        writer.close()
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
+        encode_mp4(pending.tmp, frames, (WIDTH, HEIGHT), FPS, crf=CRF, preset="slow")
+        pending.commit(_FILE_MODE)
     finally:
-        writer.close()
-        if tmp.exists():
-            tmp.unlink()
+        pending.discard()
 
 
 def generate_sample(out_dir: Path, seed: int = 0) -> SamplePaths:
@@ -303,10 +281,8 @@ def generate_sample(out_dir: Path, seed: int = 0) -> SamplePaths:
     scene = _Scene(seed)
     palette = davis_palette()
     for t in range(NUM_FRAMES):
-        write_label_png(gt_dir / f"{t:05d}.png", _labels(t, scene), palette)
-        os.chmod(gt_dir / f"{t:05d}.png", _FILE_MODE)
-    write_label_png(out_dir / "mask.png", _labels(0, scene), palette)
-    os.chmod(out_dir / "mask.png", _FILE_MODE)
+        write_label_png(gt_dir / f"{t:05d}.png", _labels(t, scene), palette, mode=_FILE_MODE)
+    write_label_png(out_dir / "mask.png", _labels(0, scene), palette, mode=_FILE_MODE)
     _write_video(out_dir / "sample.mp4", (_render(t, scene) for t in range(NUM_FRAMES)))
     return SamplePaths(video=out_dir / "sample.mp4", mask=out_dir / "mask.png", gt_dir=gt_dir)
 

@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from rich import box
 from rich.table import Table
 
 from vossegcli.errors import InputError, MaskError
 from vossegcli.eval.metrics import boundary_measure, region_similarity
+from vossegcli.io.palette import VOID_ID, NotAnIdImage, read_ids
 
 __all__ = [
     "EvalResult",
@@ -51,7 +52,6 @@ __all__ = [
     "render_table",
 ]
 
-VOID_LABEL = 255
 ObjectsMode = Literal["all", "first-frame"]
 ProgressCallback = Callable[[int, int], None]
 _ACCEPTED_MODES = ("P", "L", "1", "I", "I;16")
@@ -286,13 +286,12 @@ def read_id_png(path: Path, role: str = "mask") -> np.ndarray:
     """
     path = Path(path)
     try:
-        with Image.open(path) as image:
-            if image.mode not in _ACCEPTED_MODES:
-                raise MaskError(
-                    f"{path}: {role} mask is a {image.mode} image; expected a palette (P) or "
-                    "grayscale (L) PNG of object ids (0 = background, 1..N = objects)"
-                )
-            ids = np.array(image)
+        ids, _ = read_ids(path, _ACCEPTED_MODES)
+    except NotAnIdImage as err:
+        raise MaskError(
+            f"{path}: {role} mask is a {err.mode} image; expected a palette (P) or "
+            "grayscale (L) PNG of object ids (0 = background, 1..N = objects)"
+        ) from None
     except FileNotFoundError:
         raise MaskError(f"{path}: {role} mask not found") from None
     except (OSError, UnidentifiedImageError, ValueError) as err:
@@ -309,7 +308,7 @@ def _read_gt(path: Path) -> np.ndarray:
     if ids.dtype != np.uint8 and ids.size and (ids.min() < 0 or ids.max() > 255):
         raise MaskError(f"{path}: ground-truth ids must be 0..255, found {ids.min()}..{ids.max()}")
     ids = ids.astype(np.uint8, copy=True)
-    ids[ids == VOID_LABEL] = 0
+    ids[ids == VOID_ID] = 0
     return ids
 
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from vossegcli.engine.refiner import default_refiner_path
 from vossegcli.engine.segmenter import SegmenterConfig, preset_config
 from vossegcli.errors import InputError
 from vossegcli.eval.davis import EvalResult, evaluate
-from vossegcli.pipeline import segment
+from vossegcli.engine.refiner import refiner_file
+from vossegcli.run.segment import segment
 
 
 def davis16_root(data: Path) -> Path:
@@ -105,6 +105,6 @@ def ablation_variants(seed: int = 0) -> dict[str, SegmenterConfig]:
         variants[f"{preset}: first frame only"] = first_only
         variants[f"{preset}: + augmentation"] = replace(full, update_interval=0)
         variants[f"{preset}: + memory updates"] = full
-        if default_refiner_path() is not None:
+        if refiner_file("default")[0] is not None:
             variants[f"{preset}: + refiner"] = replace(full, refiner="default")
     return variants

@@ -38,11 +38,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from vossegcli.engine.segmenter import MAX_OBJECTS
 from vossegcli.errors import MaskError
-from vossegcli.io.palette import davis_palette
-
-MAX_OBJECTS = 32
-VOID_ID = 255
+from vossegcli.io.palette import VOID_ID, davis_palette
 
 # Anti-aliasing / lossy-compression detection (see _check_not_antialiased).
 AA_MANY_VALUES = 8  # more distinct values than this ...

@@ -9,46 +9,37 @@ never leaves a partial video behind.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
-from vossegcli.errors import MaskError, OutputError
-from vossegcli.io.palette import davis_palette
+from vossegcli.errors import MaskError, OutputError, first_line
+from vossegcli.io.palette import VOID_ID, NotAnIdImage, PendingFile, davis_palette, read_label_png
 from vossegcli.io.video import open_frames
 
-VOID_ID = 255
 CONTOUR_WIDTH = 2
 DEFAULT_CRF = 18
 
 
 def _read_mask(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, list[int] | None]:
     """(H, W) uint8 ids and the PNG's palette (None unless it is a palette PNG)."""
-    if not path.is_file():
-        raise MaskError(
-            f"{path}: missing mask for this frame; run `vosseg segment` into {path.parent} first, "
-            "or pass the folder that holds the masks"
-        )
+    _require(path)
     try:
-        with Image.open(path) as image:
-            if image.mode not in ("P", "L", "1"):
-                raise MaskError(
-                    f"{path}: a {image.mode} image, not a mask of object ids; pass the folder "
-                    "written by `vosseg segment` (palette PNGs)"
-                )
-            if image.size != size:
-                raise MaskError(
-                    f"{path}: {image.size[0]}x{image.size[1]} but the video frames are "
-                    f"{size[0]}x{size[1]}; use the masks made for this video"
-                )
-            palette = image.getpalette() if image.mode == "P" else None
-            labels = np.array(image.convert("L") if image.mode == "1" else image, dtype=np.uint8)
+        labels, palette = read_label_png(path, with_palette=True)
+    except NotAnIdImage as exc:
+        raise MaskError(
+            f"{path}: a {exc.mode} image, not a mask of object ids; pass the folder "
+            "written by `vosseg segment` (palette PNGs)"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise MaskError(f"{path}: not a readable PNG ({exc}); re-run `vosseg segment`") from exc
+    if (labels.shape[1], labels.shape[0]) != size:
+        raise MaskError(
+            f"{path}: {labels.shape[1]}x{labels.shape[0]} but the video frames are "
+            f"{size[0]}x{size[1]}; use the masks made for this video"
+        )
     return labels, palette
 
 
@@ -94,6 +85,37 @@ def blend(image: np.ndarray, labels: np.ndarray, colours: np.ndarray, alpha: flo
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def encode_mp4(
+    path: Path, frames: Iterable[np.ndarray], size: tuple[int, int], fps: float, *,
+    crf: int = DEFAULT_CRF, preset: str = "medium", container: str | None = None,
+) -> int:
+    """Encode (H, W, 3) uint8 RGB frames of ``size`` = (w, h) into ``path`` as H.264/yuv420p (libx264,
+    ``crf``, ``preset``, +faststart); ``container``: ffmpeg's -f (default: from the file name).
+    Returns the number of frames. ffmpeg is stopped if ``frames`` raises."""
+    import imageio_ffmpeg
+
+    output_params = ["-crf", str(crf), "-preset", preset, "-movflags", "+faststart"]
+    if container:
+        output_params += ["-f", container]
+    writer = imageio_ffmpeg.write_frames(
+        str(path), size, fps=float(fps), codec="libx264", pix_fmt_out="yuv420p", quality=None,
+        macro_block_size=1, ffmpeg_log_level="error", output_params=output_params,
+    )
+    written = 0
+    try:
+        writer.send(None)
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame))
+            written += 1
+        writer.close()  # waits for ffmpeg to finish the file
+    finally:
+        try:
+            writer.close()  # stops ffmpeg after a failure (a no-op once closed)
+        except Exception:
+            pass
+    return written
+
+
 def write_overlay(
     input_path: Path,
     masks_dir: Path,
@@ -109,8 +131,6 @@ def write_overlay(
     ``progress(done, total)`` is called after each frame (total may be None for videos).
     Returns the number of frames written.
     """
-    import imageio_ffmpeg
-
     if not 0.0 <= alpha <= 1.0:
         raise ValueError("alpha must be within 0..1")
     masks_dir = Path(masks_dir)
@@ -129,69 +149,37 @@ def write_overlay(
     pad_w, pad_h = info.width % 2, info.height % 2
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{out_path.stem}.", suffix=(out_path.suffix or ".mp4") + ".part", dir=out_path.parent
-        )
-        os.close(fd)
+        pending = PendingFile(out_path, suffix=(out_path.suffix or ".mp4") + ".part")
     except OSError as exc:
         raise OutputError(f"{out_path}: cannot write here ({exc.strerror or exc}); choose another output path") from exc
-    tmp = Path(tmp_name)
     container = {".mov": "mov", ".mkv": "matroska", ".m4v": "mp4"}.get(out_path.suffix.lower(), "mp4")
 
-    writer = None
-    written = 0
-    colours = None
-    try:
-        writer = imageio_ffmpeg.write_frames(
-            str(tmp),
-            (info.width + pad_w, info.height + pad_h),
-            fps=float(info.fps),
-            codec="libx264",
-            pix_fmt_out="yuv420p",
-            quality=None,
-            macro_block_size=1,
-            ffmpeg_log_level="error",
-            output_params=["-crf", str(DEFAULT_CRF), "-preset", "medium", "-movflags", "+faststart", "-f", container],
-        )
-        writer.send(None)
+    def blended() -> Iterator[np.ndarray]:
+        colours = None
         with reader:
-            for frame in reader:
+            for done, frame in enumerate(reader, 1):
                 labels, mask_palette = _read_mask(masks_dir / f"{frame.name}.png", size)
                 if colours is None:
                     colours = _full_palette(palette if palette is not None else mask_palette)
                 image = blend(frame.image, labels, colours, alpha, contours)
                 if pad_w or pad_h:
                     image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-                writer.send(np.ascontiguousarray(image))
-                written += 1
+                yield image
                 if progress is not None:
-                    progress(written, info.num_frames)
-        writer.close()  # waits for ffmpeg to finish the file
-        writer = None
+                    progress(done, info.num_frames)
+
+    frames = blended()
+    try:
+        written = encode_mp4(pending.tmp, frames, (info.width + pad_w, info.height + pad_h), info.fps, container=container)
         if written == 0:
             raise MaskError(f"{input_path}: no frames to overlay")
-        os.chmod(tmp, _default_file_mode())  # mkstemp made it 0600
-        os.replace(tmp, out_path)
+        pending.commit()
     except OSError as exc:
-        raise OutputError(f"{out_path}: writing the video failed ({_first_line(exc)}); check disk space and permissions") from exc
+        raise OutputError(f"{out_path}: writing the video failed ({first_line(exc)}); check disk space and permissions") from exc
     finally:
-        if writer is not None:
-            try:
-                writer.close()
-            except Exception:
-                pass
-        if tmp.exists():
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
+        frames.close()  # stops the decoder after a failure
+        pending.discard()
     return written
-
-
-def _default_file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _require(path: Path) -> None:
@@ -200,8 +188,3 @@ def _require(path: Path) -> None:
             f"{path}: missing mask for this frame; run `vosseg segment` into {path.parent} first, "
             "or pass the folder that holds the masks"
         )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -14,9 +14,12 @@ from typing import BinaryIO, Callable
 import numpy as np
 from PIL import Image
 
+#: DAVIS's "void" label (object outlines, unlabelled pixels): not an object.
+VOID_ID = 255
+
 
 def _current_umask() -> int:
-    mask = os.umask(0)
+    mask = os.umask(0)  # the only way to read it; done once, at import, before any thread writes
     os.umask(mask)
     return mask
 
@@ -24,23 +27,51 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file through ``write(handle)`` under a temporary name in the same folder, then
-    rename it into place: readers see the old file, nothing, or the whole new file, never a
-    truncated one (a killed process can leave only a stray ``.<name>.*.tmp``)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give outputs normal file permissions
-        os.replace(tmp, path)
-    except BaseException:
+def default_file_mode() -> int:
+    """The permissions a new file gets under this process's umask (mkstemp's files are 0600)."""
+    return 0o666 & ~_UMASK
+
+
+class PendingFile:
+    """A new file for ``path`` written under a temporary name next to it, then renamed into place.
+
+    Creates the empty temporary ``.<stem>.<8 random chars><suffix>`` in ``path``'s folder;
+    :meth:`commit` gives it normal permissions (or ``mode``) and renames it to ``path``, so readers
+    see the old file, nothing, or the whole new file, never a truncated one; :meth:`discard` (call
+    it in a ``finally``) removes the temporary file unless it was committed. A killed process can
+    leave only the stray temporary file.
+    """
+
+    def __init__(self, path: Path, suffix: str = ".tmp"):
+        self.path = Path(path)
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=suffix, dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(name)
+        self._committed = False
+
+    def commit(self, mode: int | None = None) -> None:
+        os.chmod(self.tmp, default_file_mode() if mode is None else mode)
+        os.replace(self.tmp, self.path)
+        self._committed = True
+
+    def discard(self) -> None:
+        if self._committed:
+            return
         try:
-            os.unlink(tmp)
+            self.tmp.unlink()
         except OSError:
             pass
-        raise
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], mode: int | None = None) -> None:
+    """Write a file through ``write(handle)`` atomically (see :class:`PendingFile`)."""
+    pending = PendingFile(path)
+    try:
+        with open(pending.tmp, "wb") as handle:
+            write(handle)
+        pending.commit(mode)
+    finally:
+        pending.discard()
 
 
 def davis_palette() -> list[int]:
@@ -58,11 +89,12 @@ def davis_palette() -> list[int]:
     return palette
 
 
-def write_label_png(path: Path, labels: np.ndarray, palette: list[int] | None = None) -> None:
+def write_label_png(path: Path, labels: np.ndarray, palette: list[int] | None = None, mode: int | None = None) -> None:
     """Write an (H, W) id map as a palette PNG, atomically (temporary name, then rename).
 
     A reader never sees a half-written file: a killed process leaves either the old file,
-    nothing, or a stray ``.tmp`` file in the same folder, never a truncated PNG.
+    nothing, or a stray ``.tmp`` file in the same folder, never a truncated PNG. ``mode``: the
+    file's permissions (default: as the umask says).
     """
     path = Path(path)
     if labels.ndim != 2:
@@ -71,12 +103,40 @@ def write_label_png(path: Path, labels: np.ndarray, palette: list[int] | None = 
         raise ValueError("labels must be ids in 0..255")
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     image.putpalette(palette if palette is not None else davis_palette())
-    atomic_write(path, lambda handle: image.save(handle, format="PNG"))
+    atomic_write(path, lambda handle: image.save(handle, format="PNG"), mode)
 
 
-def read_label_png(path: Path) -> np.ndarray:
-    """Read a palette or grayscale PNG of ids as an (H, W) uint8 array (the palette is ignored)."""
+#: Image modes that hold object ids: palette, 8-bit grayscale, 1-bit.
+LABEL_MODES = ("P", "L", "1")
+
+
+class NotAnIdImage(ValueError):
+    """An image whose mode holds no object ids (RGB, grayscale with alpha, ...); ``mode`` says which."""
+
+    def __init__(self, path: Path, mode: str):
+        super().__init__(f"{path}: expected a palette or grayscale PNG of object ids, got mode {mode}")
+        self.mode = mode
+
+
+def read_ids(path: Path, modes: tuple[str, ...] = LABEL_MODES) -> tuple[np.ndarray, list[int] | None]:
+    """The ids of an image as ``np.array(image)`` (1-bit images: bool) and its palette (None unless "P").
+
+    Raises :class:`NotAnIdImage` for a mode not in ``modes``, and PIL's errors (OSError,
+    UnidentifiedImageError, ValueError) for a missing or unreadable file.
+    """
     with Image.open(path) as image:
-        if image.mode not in ("P", "L", "1"):
-            raise ValueError(f"{path}: expected a palette or grayscale PNG of object ids, got mode {image.mode}")
-        return np.array(image.convert("L") if image.mode == "1" else image, dtype=np.uint8)
+        if image.mode not in modes:
+            raise NotAnIdImage(path, image.mode)
+        palette = image.getpalette() if image.mode == "P" else None
+        return np.array(image), palette
+
+
+def read_label_png(path: Path, with_palette: bool = False):
+    """Read a palette or grayscale PNG of ids as an (H, W) uint8 array (1-bit: 0/255).
+
+    With ``with_palette``: ``(labels, palette)``, the palette None unless it is a palette PNG.
+    Raises ValueError (:class:`NotAnIdImage`) for other image modes.
+    """
+    ids, palette = read_ids(path)
+    labels = ids.astype(np.uint8) * 255 if ids.dtype == np.bool_ else ids.astype(np.uint8, copy=False)
+    return (labels, palette) if with_palette else labels

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vossegcli.errors import InputError
+from vossegcli.errors import InputError, first_line
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -205,7 +205,7 @@ class FrameReader:
             width, height = meta["size"]
             first = next(gen, None)
         except RuntimeError as exc:
-            raise InputError(f"{path}: ffmpeg cannot decode the video ({_first_line(exc)}); re-encode it, e.g. as H.264 mp4") from exc
+            raise InputError(f"{path}: ffmpeg cannot decode the video ({first_line(exc)}); re-encode it, e.g. as H.264 mp4") from exc
         finally:
             gen.close()
         if first is None:
@@ -356,7 +356,7 @@ class FrameReader:
         try:
             count, _ = imageio_ffmpeg.count_frames_and_secs(str(self.path))
         except Exception as exc:
-            raise InputError(f"{self.path}: ffmpeg cannot count the frames ({_first_line(exc)}); re-encode the video") from exc
+            raise InputError(f"{self.path}: ffmpeg cannot count the frames ({first_line(exc)}); re-encode the video") from exc
         return int(count)
 
     def __iter__(self) -> Iterator[Frame]:
@@ -449,11 +449,6 @@ def _stop(proc: subprocess.Popen, errors: _ErrorLog) -> None:
             stream.close()
         except (OSError, ValueError):
             pass
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def open_frames(path: str | Path) -> FrameReader:

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from vossegcli.errors import InputError
-from vossegcli.io.palette import read_label_png
+from vossegcli.io.palette import VOID_ID, read_label_png
 from vossegcli.io.video import open_frames
 
 
@@ -37,7 +37,7 @@ class Clip:
     def object_ids(self) -> list[int]:
         ids: set[int] = set()
         for lab in self.labels:
-            ids.update(int(v) for v in np.unique(lab) if 0 < v < 255)
+            ids.update(int(v) for v in np.unique(lab) if 0 < v < VOID_ID)
         return sorted(ids)
 
 
@@ -50,7 +50,7 @@ def _read_clip(name: str, video: Path, masks: list[Path], stride: int = 1) -> Cl
             if frame.index % stride == 0:
                 frames.append(frame.image)
                 lab = read_label_png(masks[frame.index])
-                labels.append(np.where(lab == 255, 0, lab).astype(np.uint8))
+                labels.append(np.where(lab == VOID_ID, 0, lab).astype(np.uint8))
     return Clip(name, frames, labels)
 
 

@@ -1,0 +1,302 @@
+"""From files to files: open a video, read the masks, run the engine, write palette PNGs.
+
+:func:`segment` is the library API behind ``vosseg segment``; the CLI only parses options and
+shows progress. Everything that can be checked is checked before the output folder is touched, so
+a bad input leaves nothing behind. During a run:
+
+* frames are decoded and scaled to at most ``max_size`` pixels on the longest side in a
+  background thread (:func:`~vossegcli.io.prefetch.prefetch`), a few frames ahead of the engine;
+* the label maps are scaled back (nearest) and written as PNGs, atomically (temporary name, then
+  rename), by a background writer (:class:`~vossegcli.run.outputs.MaskWriter`), a few frames
+  behind; progress, the report and every "how far it got" message count only complete PNGs, and
+  the writer is drained before the run counts as complete;
+* stray temporary files are removed on the way out - also after Ctrl-C / SIGTERM - and before a
+  resume;
+* ``<out>/.vosseg-run.json`` records what the run is (input, masks, engine settings) so that
+  ``resume=True`` can continue an interrupted run from its last complete frame, and refuses to
+  mix the output of two different runs;
+* a problem part-way (damaged video, full disk, out of memory) is raised as a one-line
+  :class:`VossegError` that also says how far the run got; an interruption is raised as
+  :class:`RunInterrupted` (not an ``Exception``) with the same information.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from vossegcli.engine.segmenter import Segmenter, SegmenterConfig, resolve_device
+from vossegcli.errors import (
+    DeviceError, InputError, Interrupted, MaskError, OutputError, RunInterrupted, VossegError,
+)
+from vossegcli.io.masks import MaskSet
+from vossegcli.io.prefetch import prefetch
+from vossegcli.io.video import Frame, FrameReader, TruncatedVideoError
+from vossegcli.run.inputs import DEFAULT_MAX_SIZE, internal_size, load_inputs, resize_image, scale_start_masks
+from vossegcli.run.outputs import (
+    MaskWriteError, MaskWriter, clean_temporary_files, describe_written, prepare_output_dir, remove_if_empty,
+    write_error_message,
+)
+from vossegcli.run.report import SegmentationRun, environment_info, peak_memory_mb, proc_memory_mb, weights_info
+from vossegcli.run.resume import (
+    RUN_FILE, STATE_EVERY, STATE_FILE, ResumePlan, load_saved_state, new_run_record, plan_resume, resume_hint, run_identity,
+    state_extra, write_run_record,
+)
+from vossegcli.run.signals import deferred_signals
+
+ProgressFn = Callable[[int, "int | None"], None]
+
+#: Frames decoded (and scaled) ahead of the engine at most.
+PREFETCH_FRAMES = 4
+#: Frames at which the report's memory trace samples this process's RSS (and every 500th).
+_TRACE_FRAMES = (1, 10, 100, 250)
+
+
+def _engine_frames(frames: Iterator[Frame], size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """The images of ``frames`` at the engine's ``size`` (runs in the prefetch thread)."""
+    try:
+        for frame in frames:
+            yield resize_image(frame.image, size)
+    finally:
+        frames.close()  # stops the video decoder when the run stops early
+
+
+def segment(
+    input_path: Path,
+    mask_args: Sequence[str],
+    out_dir: Path,
+    *,
+    device: str = "auto",
+    config: SegmenterConfig | None = None,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+    reader: FrameReader | None = None,
+    masks: MaskSet | None = None,
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    resume: bool = False,
+    snap_mask: bool = False,
+    command: str | None = None,
+    notify: Callable[[str], None] | None = None,
+    deterministic: bool = False,
+    state_every: int = STATE_EVERY,
+) -> SegmentationRun:
+    """Segment ``input_path`` (video file or frame folder) from ``mask_args``; write PNGs to ``out_dir``.
+
+    ``reader``/``masks`` may be passed when the caller already loaded them (the CLI does, to
+    print what it understood before running; load them with the same ``snap``).
+    ``max_size``: longest side the engine works at (frames scaled down, masks written at the input
+    size); ``resume``: continue the run already in ``out_dir`` from its last complete frame;
+    ``command``: the shell command that reproduces this run, for resume hints and the run record;
+    ``notify``: called with one-line notes as they arise (resume point, lost objects);
+    ``deterministic``: deterministic algorithms only on CUDA; ``state_every``: save the engine state
+    every N frames (0: only when interrupted) so that ``resume`` continues exactly.
+    Raises :class:`VossegError` (one line, with how far the run got) or :class:`RunInterrupted`.
+    """
+    if reader is None or masks is None:
+        reader, masks = load_inputs(Path(input_path), mask_args, snap=snap_mask)
+    out_dir = Path(out_dir)
+    config = config or SegmenterConfig()
+    if max_size is not None and max_size < 0:
+        raise VossegError(f"--max-size {max_size}: must be 0 (native size) or a positive number of pixels")
+    if resume and force:
+        raise VossegError("--resume and --force: choose one (--resume continues the run in --out, --force starts over)")
+    info = reader.info
+    identity = run_identity(Path(input_path), reader, masks, config, snap_mask)
+    hint = resume_hint(command)
+    if resume:
+        plan = plan_resume(out_dir, identity, reader, masks)
+    else:
+        prepare_output_dir(out_dir, force)
+        plan = ResumePlan(-1, dict(masks.labels), [])
+    work_size = internal_size(info.width, info.height, max_size)
+    objects = [{"id": o.id, "start_frame": o.start_frame, "area_px": o.area, "mask": str(o.source)} for o in masks.objects]
+    if plan.complete:
+        reader.close()
+        return SegmentationRun(
+            input=str(input_path), output=str(out_dir), objects=objects, frames=plan.last + 1, width=info.width,
+            height=info.height, device="", dtype="float32", config=config.as_dict(), stage_seconds={},
+            engine_seconds=0.0, fps=float("nan"), memory={}, weights={}, internal_width=work_size[0],
+            internal_height=work_size[1], max_size=max_size, resumed_from_frame=plan.last, already_complete=True,
+            notes=[f"{out_dir}: already complete ({plan.last + 1} frames); nothing to resume"],
+        )
+    torch_device = resolve_device(device)
+    segmenter = Segmenter(config, device=torch_device, deterministic=deterministic)
+    if torch_device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(torch_device)
+    state, why = (load_saved_state(segmenter, out_dir, identity, work_size, plan.last) if resume and plan.last >= 0
+                  else (None, None))
+    if state is not None:
+        # Exact resume: the engine continues from its saved state, as if never stopped.
+        start = first = state.frame_index
+        later = {f: lab for f, lab in masks.labels.items() if f >= start}
+        initial = scale_start_masks(masks, later, work_size, max_size)
+        plan = ResumePlan(plan.last, later, [
+            f"resuming exactly after frame {start - 1} ({reader.frame_name(start - 1)}.png) from the saved engine "
+            f"state: the result is the same as an uninterrupted run's"])
+    else:
+        start = max(plan.last, 0)
+        first = plan.last + 1  # frames 0 .. first-1 are already complete in out_dir
+        initial = {start + k: v for k, v in scale_start_masks(masks, plan.initial, work_size, max_size).items()}
+        state = segmenter.new_state()
+        state.frame_index = start
+        if resume and plan.last >= 0:
+            plan.notes.append(
+                f"no usable engine state ({why or f'{STATE_FILE} is missing'}): objects re-seeded from their masks in "
+                f"frame {plan.last}, so the result differs from an uninterrupted run's"
+            )
+    state.extra = state_extra(identity, work_size)
+    times_before = state.times.as_dict()  # a resumed state carries the earlier part's times
+    if notify:
+        for note in plan.notes:
+            notify(note)
+
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc}); choose another --out") from exc
+    record = new_run_record(
+        identity, command=command, max_size=max_size, internal_resolution=work_size, device=str(torch_device),
+        resumed_from_frame=plan.last if plan.last >= 0 else None,
+    )
+    try:
+        clean_temporary_files(out_dir)
+        write_run_record(out_dir, record)
+    except OSError as exc:
+        if created:
+            remove_if_empty(out_dir)
+        raise OutputError(write_error_message(out_dir, exc)) from exc
+
+    done = first  # frames 0 .. done-1 are complete in out_dir
+    trace: list[dict] = []
+    if progress:
+        progress(done, info.num_frames)  # the starting point (frames already there when resuming)
+
+    def written(completed: int) -> None:
+        """Progress and memory trace for the PNGs completed since the last call."""
+        nonlocal done
+        while done < first + completed:
+            done += 1
+            if done - first in _TRACE_FRAMES or done % 500 == 0:
+                mem = proc_memory_mb()
+                if mem:
+                    trace.append({"frame": done - 1, **mem})
+            if progress:
+                progress(done, info.num_frames)
+
+    state_path = out_dir / STATE_FILE
+
+    def save_state() -> None:
+        """Save the engine state when every frame it has processed has its PNG."""
+        if state.frame_index == done and state.frame_index > 0:
+            state.save(state_path)
+
+    try:
+        writer = MaskWriter(masks.palette, size=(info.width, info.height))
+        try:
+            # Leaving the block stops the decoding thread, then writes the PNGs still queued.
+            with writer, prefetch(_engine_frames(reader.frames(start), work_size), PREFETCH_FRAMES) as frames:
+                if not initial and state.num_objects == 0:
+                    raise ValueError("no initial masks given")
+                for image in frames:
+                    index = state.frame_index
+                    # A signal waits for the frame to finish, so the state is never half-updated.
+                    with deferred_signals():
+                        labels = segmenter.step(state, image, initial.get(index))
+                        if index >= first:  # (the frame a re-seeded resume starts from is already written)
+                            writer.submit(out_dir / f"{reader.frame_name(index)}.png", labels)
+                    written(writer.completed)
+                    if state_every and state.frame_index % state_every == 0:
+                        writer.drain()
+                        written(writer.completed)
+                        save_state()
+                writer.finish()
+            written(writer.completed)
+        except (KeyboardInterrupt, Interrupted):
+            writer.close()
+            done = first + writer.completed
+            with deferred_signals():
+                try:
+                    save_state()
+                except OSError:
+                    pass  # the periodic state (if any) stays; the resume note will say
+            raise
+        finally:
+            done = first + writer.completed  # after a failure or an interruption: what is complete
+    except MaskWriteError as error:
+        raise OutputError(f"{error}; {describe_written(out_dir, reader, done)}; then continue with {hint}") from error.error
+    except TruncatedVideoError as error:  # every decodable frame has been segmented and written
+        raise InputError(f"{error}; {describe_written(out_dir, reader, done)}") from error
+    except VossegError as error:  # e.g. a damaged image in a frame folder
+        raise type(error)(f"{error}; {describe_written(out_dir, reader, done)}; then continue with {hint}") from error
+    except (torch.cuda.OutOfMemoryError, MemoryError) as error:
+        gpu = torch_device.type == "cuda" and isinstance(error, torch.cuda.OutOfMemoryError)
+        smaller = max(64, max(work_size) // 2)
+        raise DeviceError(
+            f"out of {'GPU ' if gpu else ''}memory at frame {done} ({work_size[0]}x{work_size[1]}, "
+            f"{len(masks.objects)} object(s) on {torch_device}); lower --max-size (e.g. --max-size {smaller})"
+            + (" or use --device cpu" if gpu else "")
+            + f" and continue with {hint}, or start over with --preset fast or fewer objects; "
+            f"{describe_written(out_dir, reader, done)}"
+        ) from error
+    except (KeyboardInterrupt, Interrupted) as stop:
+        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+        name = signal.Signals(signum).name
+        total = f" of {info.num_frames}" if info.num_frames else ""
+        raise RunInterrupted(
+            int(signum), done, out_dir,
+            f"interrupted by {name} after {done}{total} frames: {describe_written(out_dir, reader, done)}; "
+            f"continue with {hint}",
+        ) from None
+    finally:
+        reader.close()
+        clean_temporary_files(out_dir)
+    if done == 0:
+        raise InputError(f"{input_path}: no frames could be decoded; re-encode the video (e.g. as H.264 mp4)")
+    late = [o for o in masks.objects if o.start_frame >= done]
+    if late:
+        o = late[0]
+        raise MaskError(
+            f"{o.source}: mask is for frame {o.start_frame} but {input_path} has only {done} frames "
+            f"(0..{done - 1}); give the mask as N:path.png with a frame inside the video"
+        )
+    try:
+        write_run_record(out_dir, {**record, "complete": True, "frames": done})
+        state_path.unlink(missing_ok=True)  # a complete run needs no engine state
+    except OSError as exc:
+        raise OutputError(write_error_message(out_dir / RUN_FILE, exc)) from exc
+    stage_seconds = {k: v - times_before[k] for k, v in state.times.as_dict().items() if k != "frames"}
+    engine = sum(stage_seconds.values())
+    mem = proc_memory_mb()
+    if mem:
+        trace.append({"frame": done - 1, **mem})
+    processed = done - first
+    return SegmentationRun(
+        input=str(input_path),
+        output=str(out_dir),
+        objects=objects,
+        frames=done,
+        width=info.width,
+        height=info.height,
+        device=str(torch_device),
+        dtype=segmenter.precision,
+        config=segmenter.config.as_dict(),
+        stage_seconds={k: round(v, 4) for k, v in stage_seconds.items()},
+        engine_seconds=engine,
+        fps=processed / engine if engine > 0 else float("nan"),
+        memory={**peak_memory_mb(torch_device), "sample_memory_mb": round(segmenter.memory_bytes(state) / 2**20, 1)},
+        weights=weights_info(segmenter),
+        platform=environment_info(torch_device),
+        internal_width=work_size[0],
+        internal_height=work_size[1],
+        max_size=max_size,
+        frames_processed=processed,
+        resumed_from_frame=plan.last if plan.last >= 0 else None,
+        warnings=list(reader.warnings),
+        notes=list(plan.notes),
+        memory_trace=trace,
+    )
