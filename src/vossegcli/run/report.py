@@ -51,6 +51,9 @@ class SegmentationRun:
     #: (Linux) [{"frame": n, "peak_rss_mb": .., "rss_mb": ..}] sampled during the run
     memory_trace: list[dict] = field(default_factory=list)
     already_complete: bool = False
+    #: wall-clock seconds from opening the video to the last PNG written (decoding, the engine,
+    #: scaling and writing, overlapped); ``wall_fps`` = frames_processed / that
+    wall_seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return {
@@ -71,6 +74,8 @@ class SegmentationRun:
             "engine_seconds": round(self.engine_seconds, 4),
             "fps": round(self.fps, 3),
             "fps_convention": "frames / engine time; video decoding, scaling and PNG writing excluded, first-frame set-up included",
+            "wall_seconds": round(self.wall_seconds, 4),
+            "wall_fps": round(self.frames_processed / self.wall_seconds, 3) if self.wall_seconds > 0 else None,
             "memory": self.memory,
             "memory_trace": self.memory_trace,
             "weights": self.weights,

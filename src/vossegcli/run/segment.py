@@ -23,6 +23,7 @@ a bad input leaves nothing behind. During a run:
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -196,6 +197,7 @@ def segment(
             state.save(state_path)
 
     try:
+        wall_start = time.perf_counter()
         writer = MaskWriter(masks.palette, size=(info.width, info.height))
         try:
             # Leaving the block stops the decoding thread, then writes the PNGs still queued.
@@ -216,6 +218,7 @@ def segment(
                         save_state()
                 writer.finish()
             written(writer.completed)
+            wall = time.perf_counter() - wall_start
         except (KeyboardInterrupt, Interrupted):
             writer.close()
             done = first + writer.completed
@@ -299,4 +302,5 @@ def segment(
         warnings=list(reader.warnings),
         notes=list(plan.notes),
         memory_trace=trace,
+        wall_seconds=wall,
     )
