@@ -611,9 +611,13 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) 
     except VossegError as error:
         _fail(error)
         return
+    from vossegcli.engine.device import precision_name, resolve_precision
+
     data = {
         "vosseg": __version__,
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "precision": precision_name(resolve_precision("auto", device))
+        + " (backbone and refiner with --precision auto; target models fp32)",
         **environment_info(device),
         "weights": [
             {
@@ -630,7 +634,7 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) 
         print(json.dumps(data, indent=2))
         return
     table = Table(show_header=False, box=None)
-    for key in ("vosseg", "device", "python", "torch", "cuda_version", "cpu_threads"):
+    for key in ("vosseg", "device", "precision", "python", "torch", "cuda_version", "cpu_threads"):
         table.add_row(key, str(data[key]))
     console.print(table)
     for w in data["weights"]:

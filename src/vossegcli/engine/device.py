@@ -80,3 +80,8 @@ def configure_determinism(device: torch.device, deterministic: bool = False) -> 
         torch.backends.cudnn.deterministic = True
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The name of an autocast dtype from :func:`resolve_precision`: "fp32", "bf16" or "fp16"."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]

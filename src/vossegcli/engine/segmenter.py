@@ -46,7 +46,7 @@ import torch
 
 from vossegcli.engine.augment import AugmentConfig, augment_start_frame
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
-from vossegcli.engine.device import PRECISIONS, configure_determinism, resolve_device, resolve_precision
+from vossegcli.engine.device import PRECISIONS, configure_determinism, precision_name, resolve_device, resolve_precision
 from vossegcli.engine.geometry import FEATURE_STRIDE, downsample_mask, label_grid_size, upsample_scores
 from vossegcli.engine.memory import SampleMemory
 from vossegcli.engine.merge import LOGIT_LIMIT, label_map_from_logits, soft_aggregate, winner_labels
@@ -204,7 +204,7 @@ class Segmenter:
     @property
     def precision(self) -> str:
         """The effective arithmetic of backbone and refiner: "fp32", "bf16" or "fp16"."""
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.compute_dtype]
+        return precision_name(self.compute_dtype)
 
     def warm_up(self, frame: np.ndarray) -> None:
         """Run the backbone and the refiner once on ``frame`` ((H, W, 3) uint8), so one-off costs
