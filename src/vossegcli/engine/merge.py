@@ -51,9 +51,13 @@ def winner_labels(merged: Tensor) -> Tensor:
     Object i's label is its merged probability where it wins the argmax and 0 elsewhere, so
     pixels won by the background or by another object are negatives for object i.
     """
-    winner = merged.argmax(dim=0, keepdim=True)
+    # A running maximum (argmax over a short leading dimension is slow on CPU); ">" keeps the first.
+    best, winner = merged[0], torch.zeros(merged.shape[1:], dtype=torch.long, device=merged.device)
+    for i in range(1, merged.shape[0]):
+        winner = torch.where(merged[i] > best, i, winner)
+        best = torch.maximum(best, merged[i])
     index = torch.arange(merged.shape[0], device=merged.device).view(-1, 1, 1)
-    return (merged * (winner == index))[1:]
+    return (merged * (winner[None] == index))[1:]
 
 
 #: Log-odds of the clamped probabilities: log((1 − EPS) / EPS).

@@ -127,14 +127,31 @@ class Upsampler(nn.Module):
         w = self.conv2.weight  # (1, c, 3, 3)
         taps = F.conv2d(x, w[0].reshape(w.shape[1], 9).T[:, :, None, None]).contiguous()  # (B, 9, H/2, W/2)
         taps = _bicubic_x2(taps)
-        h, wd = out_hw
-        padded = F.pad(_resize(taps, out_hw), (1, 1, 1, 1))
-        out = padded[:, 0:1, 0:h, 0:wd] + self.conv2.bias.view(1, 1, 1, 1)
-        for d in range(1, 9):
-            i, j = divmod(d, 3)
-            tap = padded[:, d : d + 1, i : i + h, j : j + wd]
-            out = out + tap if torch.is_grad_enabled() else out.add_(tap)
-        return out
+        return _shifted_tap_sum(_resize(taps, out_hw).contiguous()) + self.conv2.bias.view(1, 1, 1, 1)
+
+
+def _shifted_tap_sum(taps: Tensor) -> Tensor:
+    """(B, 9, H, W) tap maps → (B, 1, H, W): out[y, x] = Σ_ij taps[3i+j][y+i−1, x+j−1] (zero outside).
+
+    The sum a 3×3 convolution makes of its taps, as window additions: zero-padding a full-size
+    tensor costs more than the additions themselves on CPU.
+    """
+    h, w = taps.shape[-2:]
+    out = taps[:, 4:5].clone()  # the centre tap
+    for d in (0, 1, 2, 3, 5, 6, 7, 8):
+        dy, dx = d // 3 - 1, d % 3 - 1
+        src = taps[:, d : d + 1, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)]
+        window = (slice(None), slice(None), slice(max(-dy, 0), h + min(-dy, 0)), slice(max(-dx, 0), w + min(-dx, 0)))
+        if torch.is_grad_enabled():
+            out = _add_window(out, window, src)
+        else:
+            out[window] += src
+    return out
+
+
+def _add_window(out: Tensor, window: tuple, src: Tensor) -> Tensor:
+    """out with src added into out[window], out of place (keeps autograd happy)."""
+    return out + F.pad(src, (window[3].start, out.shape[-1] - window[3].stop, window[2].start, out.shape[-2] - window[2].stop))
 
 
 @dataclass(frozen=True)
