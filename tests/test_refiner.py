@@ -76,3 +76,17 @@ def test_upsampler_reordered_tail_equals_the_direct_computation_and_its_gradient
     grads = torch.autograd.grad((got * g).sum(), [z, up.conv2.weight, up.conv2.bias])
     grads_ref = torch.autograd.grad((direct(z) * g).sum(), [z, up.conv2.weight, up.conv2.bias])
     assert all(torch.allclose(a, b, atol=1e-9) for a, b in zip(grads, grads_ref))
+
+
+def test_bicubic_x2_equals_pytorchs_bicubic_upsampling_including_borders():
+    import torch.nn.functional as F
+
+    from vossegcli.engine.refiner import _bicubic_x2
+
+    for shape in ((1, 1, 1, 1), (1, 3, 2, 5), (2, 8, 13, 9)):
+        x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        ref = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+        got = _bicubic_x2(x)
+        assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-12)
+        g = torch.randn_like(ref)
+        assert torch.allclose(torch.autograd.grad((got * g).sum(), x)[0], torch.autograd.grad((ref * g).sum(), x)[0], atol=1e-12)

@@ -46,7 +46,9 @@ import torch
 
 from vossegcli.engine.augment import AugmentConfig, augment_start_frame
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
-from vossegcli.engine.device import PRECISIONS, configure_determinism, precision_name, resolve_device, resolve_precision
+from vossegcli.engine.device import (
+    PRECISIONS, configure_determinism, precision_name, resolve_device, resolve_precision, tune_cpu_allocator,
+)
 from vossegcli.engine.geometry import FEATURE_STRIDE, downsample_mask, label_grid_size, upsample_scores
 from vossegcli.engine.memory import SampleMemory
 from vossegcli.engine.merge import LOGIT_LIMIT, label_map_from_logits, soft_aggregate, winner_labels
@@ -158,6 +160,8 @@ class Segmenter:
         self.config = config or SegmenterConfig()
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         configure_determinism(self.device, deterministic)
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
         self.backbone = (backbone or Backbone()).to(self.device)
         if self.config.update_labels not in ("coarse", "refined"):
             raise ValueError(f"update_labels must be 'coarse' or 'refined', not {self.config.update_labels!r}")
