@@ -14,6 +14,11 @@ activation: scores regress towards the 0/1 object label.
   implementation, so the regularization strength means the same thing at any ``s``;
 * regularization residuals ``λ1·w1`` and ``λ2·w2`` (λ enters linearly, as in the reference, so the
   effective squared penalty is λ²‖w‖²).
+
+Two formulations of the same problem live here. :class:`TargetModel` / :class:`TargetModelProblem`
+are the readable one-object reference (convolutions; the solver differentiates them with autograd);
+the engine uses :class:`BatchedTargetProblem`, all objects at once in a channels-last layout with
+the Jacobian products written out — tests check it against the reference object by object.
 """
 
 from __future__ import annotations
