@@ -90,3 +90,20 @@ def test_bicubic_x2_equals_pytorchs_bicubic_upsampling_including_borders():
         assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-12)
         g = torch.randn_like(ref)
         assert torch.allclose(torch.autograd.grad((got * g).sum(), x)[0], torch.autograd.grad((ref * g).sum(), x)[0], atol=1e-12)
+
+
+def test_refiner_trains_after_running_in_inference_mode():
+    """Validation runs the refiner under inference mode; training must still work afterwards."""
+    from vossegcli.engine.backbone import BackboneFeatures
+    from vossegcli.engine.refiner import Refiner, RefinerConfig
+
+    torch.manual_seed(0)
+    refiner = Refiner(RefinerConfig(width=8))
+    feats = BackboneFeatures(s4=torch.randn(1, 24, 16, 16), s8=torch.randn(1, 48, 8, 8),
+                             s16=torch.randn(1, 120, 4, 4), s32=torch.randn(1, 352, 2, 2))
+    scores = torch.randn(1, 1, 4, 4)
+    with torch.inference_mode():
+        refiner(feats, scores, (64, 64))
+    loss = refiner(feats, scores, (64, 64)).square().mean()
+    loss.backward()
+    assert refiner.upsampler.conv1.weight.grad is not None

@@ -70,6 +70,7 @@ _EVEN_TAPS = torch.tensor(_cubic_taps(0.75) + [0.0], dtype=torch.float64)  # off
 _ODD_TAPS = torch.tensor([0.0] + _cubic_taps(0.25), dtype=torch.float64)
 #: (4, 5, 5): the four output phases (row even/odd × column even/odd) as 5×5 kernels.
 _PHASE_KERNELS = torch.stack([torch.outer(r, c) for r in (_EVEN_TAPS, _ODD_TAPS) for c in (_EVEN_TAPS, _ODD_TAPS)])
+_PHASE_KERNEL_CACHE: dict[tuple, Tensor] = {}
 
 
 def _bicubic_x2(x: Tensor) -> Tensor:
@@ -79,7 +80,13 @@ def _bicubic_x2(x: Tensor) -> Tensor:
     on CPU than PyTorch's bicubic kernel in ``channels_last``; always in float32 or wider."""
     x = _full(x).contiguous(memory_format=torch.channels_last)
     c = x.shape[1]
-    kernel = _PHASE_KERNELS.to(x.device, x.dtype).repeat(c, 1, 1)[:, None].contiguous(memory_format=torch.channels_last)
+    key = (c, x.device, x.dtype)
+    kernel = _PHASE_KERNEL_CACHE.get(key)
+    if kernel is None:  # built once per (channels, device, dtype): no host-to-device copy per frame
+        with torch.inference_mode(False):  # a normal tensor, usable by training after inference
+            kernel = _PHASE_KERNELS.to(x.device, x.dtype).repeat(c, 1, 1)[:, None].contiguous(
+                memory_format=torch.channels_last)
+        _PHASE_KERNEL_CACHE[key] = kernel
     with torch.autocast(x.device.type, enabled=False):
         y = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel, groups=c)
     return F.pixel_shuffle(y, 2)
