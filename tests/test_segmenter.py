@@ -77,18 +77,22 @@ def test_object_added_later_is_carved_out_of_tracked_objects(clip):
     assert seg.last_state.objects.ids == [1, 2] and seg.last_state.objects.start_frames == [0, 5]
 
 
-def test_a_refiner_object_drives_the_probabilities(clip):
+def test_the_refiner_drives_the_output_and_an_untrained_one_reproduces_the_plain_engine(clip):
     from vossegcli.engine.refiner import Refiner, RefinerConfig
 
     frames, first = clip
     torch.manual_seed(0)
-    refiner = Refiner(RefinerConfig(width=8))  # untrained with score skip = the D-only engine
     config = preset_config("fast", refiner=None, update_interval=0, augment=AugmentConfig(num_samples=0))
     _, plain = _run(config, frames[:4], {0: first})
-    seg = Segmenter(config, device="cpu", refiner=refiner)
-    refined = [r.labels for r in seg.run(iter(frames[:4]), {0: first})]
+    untrained = Refiner(RefinerConfig(width=8))  # score skip, last conv zero: the plain engine exactly
+    same = [r.labels for r in Segmenter(config, device="cpu", refiner=untrained).run(iter(frames[:4]), {0: first})]
     # Identical up to sigmoid rounding at exactly-0.5 pixels.
-    assert all((a != b).mean() < 1e-3 for a, b in zip(plain, refined))
+    assert all((a != b).mean() < 1e-3 for a, b in zip(plain, same))
+    other = Refiner(RefinerConfig(width=8, score_skip=False)).eval()  # random weights: its own masks
+    with torch.no_grad():
+        other.upsampler.conv2.bias.fill_(5.0)  # says "object" almost everywhere
+    driven = [r.labels for r in Segmenter(config, device="cpu", refiner=other).run(iter(frames[:4]), {0: first})]
+    assert all((d[p == 0] > 0).mean() > 0.5 for d, p in zip(driven[1:], plain[1:]))
 
 
 def test_coarse_update_labels_keep_online_learning_independent_of_the_refiner(clip):
