@@ -541,3 +541,57 @@ def test_result_object_types():
     result = EvalResult([score])
     assert score.key == "s_1" and score.jf_mean == pytest.approx(0.6)
     assert result.per_sequence() == {"s": pytest.approx((0.5, 0.7, 0.6))}
+
+
+def _reference_f(pred: np.ndarray, gt: np.ndarray, bound_th: float = 0.008) -> float:
+    """The DAVIS boundary F-measure written from its published definition with OpenCV's dilation
+    and scikit-image's disk, as the official evaluation computes it (independent of our code)."""
+    import cv2
+    from skimage.morphology import disk
+
+    def boundary(seg):
+        seg = seg.astype(bool)
+        e, s, se = np.zeros_like(seg), np.zeros_like(seg), np.zeros_like(seg)
+        e[:, :-1], s[:-1, :], se[:-1, :-1] = seg[:, 1:], seg[1:, :], seg[1:, 1:]
+        b = (seg ^ e) | (seg ^ s) | (seg ^ se)
+        b[-1, :], b[:, -1] = seg[-1, :] ^ e[-1, :], seg[:, -1] ^ s[:, -1]
+        b[-1, -1] = False
+        return b
+
+    radius = bound_th if bound_th >= 1 else int(np.ceil(bound_th * np.linalg.norm(pred.shape)))
+    fb, gb = boundary(pred), boundary(gt)
+    fd = cv2.dilate(fb.astype(np.uint8), disk(radius).astype(np.uint8)) > 0
+    gd = cv2.dilate(gb.astype(np.uint8), disk(radius).astype(np.uint8)) > 0
+    n_f, n_g = fb.sum(), gb.sum()
+    if n_f == 0 and n_g == 0:
+        p = r = 1.0
+    elif n_f == 0:
+        p, r = 1.0, 0.0
+    elif n_g == 0:
+        p, r = 0.0, 1.0
+    else:
+        p, r = (fb & gd).sum() / n_f, (gb & fd).sum() / n_g
+    return 0.0 if p + r == 0 else 2 * p * r / (p + r)
+
+
+def test_j_and_f_match_the_official_formulas_on_real_masks():
+    pytest.importorskip("cv2")
+    pytest.importorskip("skimage")
+    from vossegcli.eval.metrics import boundary_measure, region_similarity
+    from vossegcli.io.palette import read_label_png
+    from vossegcli.sample import sample_paths
+
+    gt_dir = sample_paths().gt_dir
+    pairs = [(read_label_png(gt_dir / f"{i:05d}.png"), read_label_png(gt_dir / f"{i + d:05d}.png"))
+             for i, d in ((0, 1), (10, 5), (30, 12), (50, 20))]
+    checked = 0
+    for a, b in pairs:
+        for obj in (1, 2):
+            pred, gt = a == obj, b == obj
+            union = (pred | gt).sum()
+            assert region_similarity(pred, gt) == pytest.approx((pred & gt).sum() / union if union else 1.0, abs=1e-12)
+            assert boundary_measure(pred, gt) == pytest.approx(_reference_f(pred, gt), abs=1e-12)
+            checked += 1
+    empty = np.zeros_like(pairs[0][0], dtype=bool)
+    assert boundary_measure(empty, pairs[0][0] == 1) == pytest.approx(_reference_f(empty, pairs[0][0] == 1))
+    assert checked == 8
