@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import torch.ao.quantization as tq
 import torch.nn as nn
-import torch.nn.functional as F
 
 from vossegcli.engine.backbone import _TAPS, Backbone, BackboneFeatures, _same_pad
 

@@ -1,4 +1,4 @@
-import time, numpy as np, torch, json, os
+import time, numpy as np, json
 from vossegcli.io.video import open_frames
 from vossegcli.io.palette import read_label_png
 from vossegcli.engine.segmenter import Segmenter, preset_config

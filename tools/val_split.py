@@ -5,7 +5,7 @@
 SRC_DIR is the ``src`` folder of the build to measure (so two builds can be compared side by side);
 the data is read from ../shared/data/davis16-train relative to this repository.
 """
-import sys, json, time, numpy as np
+import sys, json, time
 src, out = sys.argv[1], sys.argv[2]
 over = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
 sys.path.insert(0, src)

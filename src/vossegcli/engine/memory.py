@@ -79,9 +79,7 @@ class SampleMemory:
     @property
     def nbytes_per_object(self) -> int:
         """Bytes of stored features and labels per object (fixed at construction)."""
-        per = (self.features[0].nelement() if self.num_objects else self.capacity * _prod(self.feature_shape))
-        lab = (self.labels[0].nelement() if self.num_objects else self.capacity * _prod(self.label_shape))
-        return (per + lab) * self.features.element_size()
+        return self.capacity * (_prod(self.feature_shape) + _prod(self.label_shape)) * self.features.element_size()
 
     @property
     def nbytes(self) -> int:

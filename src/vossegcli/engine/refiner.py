@@ -228,7 +228,6 @@ class Refiner(nn.Module):
     def forward(self, features: BackboneFeatures, scores: Tensor, out_hw: tuple[int, int]) -> Tensor:
         """features: backbone features of B frames (or of 1 frame, broadcast over B objects);
         scores: (B, 1, h16, w16) raw target-model scores → (B, 1, H, W) logits."""
-        b = scores.shape[0]
         z: Tensor | None = None
         for lvl in LEVELS:
             x = getattr(features, lvl)

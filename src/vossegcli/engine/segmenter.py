@@ -47,12 +47,12 @@ import torch
 from vossegcli.engine.augment import AugmentConfig, augment_start_frame
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
 from vossegcli.engine.device import (
-    PRECISIONS, configure_determinism, precision_name, resolve_device, resolve_precision, tune_cpu_allocator,
+    configure_determinism, precision_name, resolve_device, resolve_precision, tune_cpu_allocator,
 )
 from vossegcli.engine.geometry import FEATURE_STRIDE, downsample_mask, label_grid_size, upsample_scores
 from vossegcli.engine.memory import SampleMemory
 from vossegcli.engine.merge import LOGIT_LIMIT, label_map_from_logits, soft_aggregate, winner_labels
-from vossegcli.engine.objects import MAX_OBJECTS, ObjectManager
+from vossegcli.engine.objects import MAX_OBJECTS
 from vossegcli.engine.optim import GaussNewtonCG
 from vossegcli.engine.refiner import Refiner, load_refiner, refiner_file
 from vossegcli.engine.state import StageTimes, VideoState
@@ -60,7 +60,7 @@ from vossegcli.engine.target_model import (
     BatchedSamples, BatchedTargetProblem, TargetModel, UpsampleOperator, from_batched_weights, project_frame,
     score_projected_batched, to_batched_weights,
 )
-from vossegcli.errors import DeviceError, VossegError
+from vossegcli.errors import VossegError
 
 
 @dataclass(frozen=True)
