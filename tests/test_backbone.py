@@ -178,3 +178,15 @@ def test_missing_or_bad_weights_file_is_a_user_error(tmp_path: Path) -> None:
 def test_rejects_wrong_input_shape(backbone: Backbone) -> None:
     with pytest.raises(ValueError):
         backbone(torch.zeros(1, 1, 16, 16))
+
+
+def test_input_layers_stay_float32_under_bf16_autocast(backbone: Backbone) -> None:
+    """The stem and block 0 see pixel values, which bf16 cannot hold exactly: they run in float32
+    (the same numbers as without autocast) while the later blocks run in bf16."""
+    images = torch.randint(0, 256, (1, 3, 64, 96), dtype=torch.uint8)
+    plain = backbone._input_layers(images)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = backbone._input_layers(images)
+        feats = backbone(images)
+    assert mixed.dtype == torch.float32 and torch.equal(mixed, plain)
+    assert feats.s16.dtype == torch.bfloat16  # the rest does run in bf16

