@@ -20,7 +20,7 @@ def test_auto_precision_on_cpu_follows_native_bf16_support(monkeypatch):
 def test_explicit_precisions_and_errors():
     assert resolve_precision("fp32", CPU) is None
     assert resolve_precision("bf16", CPU) is torch.bfloat16
-    with pytest.raises(DeviceError, match="fp16 needs a CUDA device"):
+    with pytest.raises(DeviceError, match="precision='fp16' needs a CUDA device"):
         resolve_precision("fp16", CPU)
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("int4", CPU)

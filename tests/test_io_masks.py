@@ -383,7 +383,7 @@ def test_snap_antialiased_grayscale_mask_back_to_one_object(tmp_path):
     assert masks.ids == [1]
     truth = blurred_disc(blur=0.01) > 127
     assert np.mean((masks.labels[0] > 0) != truth) < 0.005  # the ramp is cut at its middle
-    note = [line for line in masks.describe() if "--snap-mask" in line]
+    note = [line for line in masks.describe() if "snap_mask=True" in line]
     assert len(note) == 1 and "soft.png" in note[0] and "px" in note[0]
 
 
@@ -406,7 +406,7 @@ def test_snap_accepts_a_jpeg_mask(tmp_path):
     rgb = np.array(davis_palette(), np.uint8).reshape(256, 3)[labels]
     path = tmp_path / "mask.jpg"
     Image.fromarray(rgb).save(path, quality=70)
-    with pytest.raises(MaskError, match="JPEG.*--snap-mask"):
+    with pytest.raises(MaskError, match="JPEG.*snap_mask=True"):
         load_masks([str(path)], SIZE)
     masks = load_masks([str(path)], SIZE, snap=True)
     assert masks.ids == [1, 2]  # DAVIS colours keep their palette ids

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import signal
 import threading
@@ -15,9 +16,23 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperCommand
 
 from vossegcli import __version__
 from vossegcli.errors import EXIT_USER_ERROR, Interrupted, RunInterrupted, VossegError
+
+class _Command(TyperCommand):
+    """Usage lines as people write them: ``PRED GT`` for required arguments, ``[INPUT]`` for optional
+    ones (Typer's own reads ``{pred} {gt}``)."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = (param.metavar or param.name.upper()).strip("[]")
+                pieces.append((name if param.required else f"[{name}]") + ("..." if param.nargs != 1 else ""))
+        return pieces
+
 
 app = typer.Typer(
     name="vosseg",
@@ -31,8 +46,28 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+#: The library's messages name keyword arguments (``force=True``); on the command line they read as flags.
+_FLAG_WORDS = [
+    (re.compile(r"\b(force|resume|snap_mask)=True\b"), lambda m: "--" + m[1].replace("_", "-")),
+    (re.compile(r"\brefiner=None\b"), lambda m: "--refiner none"),
+    (re.compile(r"\b(device|precision|preset|data)='([^']*)'"), lambda m: f"--{m[1]} {m[2]}"),
+    (re.compile(r"\b(max_size)=(\d+)"), lambda m: f"--max-size {m[2]}"),
+    (re.compile(r"\bmax_size\b"), lambda m: "--max-size"),
+    (re.compile(r"\bfps=\.\.\."), lambda m: "--fps"),
+    (re.compile(r"\bout_dir\b"), lambda m: "--out"),
+    (re.compile(r"\breport path \(report=\.\.\.\)"), lambda m: "--report path"),
+]
+
+
+def _as_flags(message: str) -> str:
+    """A library message in command-line words: ``force=True`` → ``--force``, ``max_size=480`` → ``--max-size 480``."""
+    for pattern, flag in _FLAG_WORDS:
+        message = pattern.sub(flag, message)
+    return message
+
+
 def _fail(error: VossegError) -> None:
-    err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {_as_flags(str(error))}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_USER_ERROR)
 
 
@@ -62,13 +97,25 @@ def _sample_defaults(input_path: Optional[Path], masks: Optional[List[str]]) -> 
 class EngineOptions:
     """Engine options shared by segment and benchmark (Typer declarations)."""
 
-    preset = typer.Option("default", help="default (the paper's settings) or fast (c=32, update every 16 frames, fewer CG steps).")
-    augment = typer.Option(None, help="Augmented copies of the start frame for the first optimization (0 = none). Default 4.")
-    fill = typer.Option(None, help="How augmentation fills the hole left by the object: inpaint or gray.")
-    update = typer.Option(True, "--update/--no-update", help="Online target-model updates from the sample memory.")
-    seed = typer.Option(0, help="Random seed (target-model initialization and augmentation).")
+    preset = typer.Option(
+        "default", help="default (best masks) or fast (about twice as fast per object, slightly rougher masks)."
+    )
+    augment = typer.Option(
+        None, help="How many altered copies of the first frame (object moved, scaled, turned) the tracker also learns "
+        "from before it starts; more copies, steadier tracking, slower start. 0 = none. Default 4.",
+    )
+    fill = typer.Option(
+        None, help="In those copies, what covers the place the object was moved from: inpaint (surrounding colours) "
+        "or gray.",
+    )
+    update = typer.Option(
+        True, "--update/--no-update",
+        help="Keep learning the object's look from the frames already segmented (--no-update: from the first frame only).",
+    )
+    seed = typer.Option(0, help="Random seed: the same seed gives the same masks.")
     refiner = typer.Option(
-        "default", help="Refinement network: default (the shipped weights), a .pt file, or none (upsample D's scores)."
+        "default", help="Edge refinement: default (the bundled network), a .pt file of your own, or none (faster, "
+        "blockier edges).",
     )
     precision = typer.Option(
         "auto", help="Arithmetic of the backbone and refiner: auto (bf16 where the CPU or GPU computes it natively, "
@@ -140,7 +187,7 @@ def _stop_on_signals():
 
 
 def _interrupted_exit(signum: int, message: str) -> None:
-    err_console.print(f"[bold yellow]stopped:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold yellow]stopped:[/] {_as_flags(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(128 + int(signum))
 
 
@@ -186,6 +233,7 @@ def _segment_command(
 
 
 @app.command(
+    cls=_Command,
     epilog="Examples:\n\n"
     "  vosseg segment --out out/sample                      # the bundled sample clip\n\n"
     "  vosseg segment video.mp4 --mask first.png --out masks/\n\n"
@@ -257,11 +305,13 @@ def segment(
             scaled = f" (segmented at {work[0]}x{work[1]}, --max-size {max_size})" if work != (info.width, info.height) else ""
             err_console.print(
                 f"[bold]{input_path}[/]: {info.kind}, {info.width}x{info.height}, "
-                f"{info.num_frames if info.num_frames is not None else '?'} frames, {info.fps:g} fps{scaled}",
+                f"{info.num_frames if info.num_frames is not None else '?'} frames, "
+                f"{f'variable frame rate (about {info.fps:.3g} fps)' if info.variable_frame_rate else f'{info.fps:g} fps'}"
+                f"{scaled}",
                 highlight=False,
             )
             for line in mask_set.describe():
-                err_console.print(f"  {line}", highlight=False, soft_wrap=True)
+                err_console.print(f"  {_as_flags(line)}", highlight=False, soft_wrap=True)
             err_console.print(f"  {_describe_refiner(config.refiner)}", highlight=False, soft_wrap=True)
             bar = _progress()  # shown from the first frame on, not while a --resume is checked
             task = bar.add_task("segmenting", total=info.num_frames)
@@ -286,7 +336,7 @@ def segment(
                     resume=resume,
                     snap_mask=snap_mask,
                     command=command,
-                    notify=lambda line: err_console.print(f"  {line}", highlight=False, soft_wrap=True),
+                    notify=lambda line: err_console.print(f"  {_as_flags(line)}", highlight=False, soft_wrap=True),
                     deterministic=deterministic,
                     state_every=state_every,
                 )
@@ -304,7 +354,7 @@ def segment(
         _interrupted_exit(signum, f"interrupted by {signal.Signals(signum).name} before any mask was written")
         return
     for warning in result.warnings:
-        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold yellow]warning:[/] {_as_flags(warning)}", highlight=False, soft_wrap=True)
     if result.already_complete:
         console.print(f"{result.output}: already complete ({result.frames} frames); nothing to resume", highlight=False, soft_wrap=True)
         return
@@ -329,9 +379,10 @@ def segment(
 
 
 @app.command(
+    cls=_Command,
     epilog="Examples:\n\n  vosseg overlay                  # the bundled sample, masks from out/sample\n\n"
     "  vosseg overlay video.mp4 masks/ --out overlay.mp4\n\n"
-    "  vosseg overlay frames/ masks/ --out overlay.mp4 --alpha 0.6 --contours\n\n"
+    "  vosseg overlay frames/ masks/ --out overlay.mp4 --alpha 0.6 --fps 30\n\n"
     "Exit codes: 0 done; 2 a problem with the input, masks or output (one line says which); "
     "130/143 stopped by SIGINT/SIGTERM (no partial video is left)."
 )
@@ -344,9 +395,15 @@ def overlay(
     ),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output mp4 (H.264, yuv420p). Default: out/<input name>.mp4."),
     alpha: float = typer.Option(0.5, min=0.0, max=1.0, help="Opacity of the coloured masks."),
-    contours: bool = typer.Option(False, help="Draw object outlines."),
+    contours: bool = typer.Option(True, "--contours/--no-contours", help="Outline each object over its tinted fill."),
+    fps: Optional[float] = typer.Option(
+        None, "--fps", min=0.001,
+        help="Frame rate for a folder of frames (default 24). Videos keep their own timing, variable rates included.",
+    ),
 ) -> None:
-    """Blend coloured masks over the frames into a playable mp4 (same frame rate and count)."""
+    """Blend coloured masks over the frames into a playable mp4: one frame per input frame, at the input's timing.
+
+    An object coloured much like its own mask colour (a red car under red) is drawn in a contrasting colour."""
     from vossegcli.io.overlay import write_overlay
 
     try:
@@ -359,8 +416,9 @@ def overlay(
             out = out if out is not None else _default_out(input_path).with_suffix(".mp4")
             with _progress() as bar:
                 task = bar.add_task("overlay", total=None)
+                notes: list[str] = []
                 n = write_overlay(
-                    input_path, masks_dir, out, alpha=alpha, contours=contours,
+                    input_path, masks_dir, out, alpha=alpha, contours=contours, fps=fps, notes=notes,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
     except VossegError as error:
@@ -370,16 +428,19 @@ def overlay(
         signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
         _interrupted_exit(signum, f"interrupted by {signal.Signals(signum).name}; no overlay video was written")
         return
+    for note in notes:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     console.print(f"wrote {n} frames to [bold]{out}[/]", highlight=False)
 
 
 @app.command(
+    cls=_Command,
     epilog="Examples:\n\n  vosseg benchmark --fps\n\n  vosseg benchmark --fps clip.mp4 --mask first.png --device cuda --json"
 )
 def benchmark(
     input_path: Optional[Path] = typer.Argument(None, metavar="[INPUT]", help="Clip to time. Default: the bundled sample."),
     mask: Optional[List[str]] = typer.Option(None, "--mask", "-m", help="Mask(s), as for segment."),
-    fps: bool = typer.Option(True, "--fps/--no-fps", help="Measure frames per second (the only benchmark so far)."),
+    fps: bool = typer.Option(True, "--fps", hidden=True, help="Measure frames per second (always on; kept for scripts)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     frames: Optional[int] = typer.Option(None, help="Use only the first N frames."),
     preset: str = EngineOptions.preset,
@@ -427,12 +488,13 @@ def benchmark(
 
 
 @app.command(
+    cls=_Command,
     epilog="Examples:\n\n  vosseg evaluate out/bear ../DAVIS/Annotations/480p/bear\n\n"
     "  vosseg evaluate results/ annotations/ --json scores.json    # a folder of sequences"
 )
 def evaluate(
-    pred: Path = typer.Argument(..., help="Predicted masks: a sequence folder of PNGs, or a folder of sequence folders."),
-    gt: Path = typer.Argument(..., help="Ground truth, laid out like PRED."),
+    pred: Path = typer.Argument(..., metavar="PRED", help="Predicted masks: a sequence folder of PNGs, or a folder of sequence folders."),
+    gt: Path = typer.Argument(..., metavar="GT", help="Ground truth, laid out like PRED."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON to this file."),
     sequences: Optional[str] = typer.Option(
         None, help="Comma-separated sequence names to score (default: every sequence folder in GT)."
@@ -458,53 +520,71 @@ def evaluate(
 
 
 @app.command(
-    epilog="Example:\n\n  vosseg ablation --data ../shared/data --split val --out runs/ablation --json runs/ablation.json"
+    cls=_Command,
+    epilog="Examples:\n\n  vosseg ablation --data ../shared/data --split val --out runs/ablation --json runs/ablation.json\n\n"
+    "  vosseg ablation --data ../shared/data --split val,val-synth --variants refiner   # the two yardsticks"
 )
 def ablation(
-    data: Path = typer.Option(..., help="Folder holding davis16-train/ (or davis16-train itself)."),
-    split: str = typer.Option("val", help="Split of splits.json to run."),
+    data: Path = typer.Option(..., help="Folder holding davis16-train/ and duts-tr/ (e.g. ../shared/data)."),
+    split: str = typer.Option(
+        "val", help="Comma-separated splits: those of davis16-train's splits.json (train, val) and/or val-synth "
+        "(60 synthetic clips from held-out DUTS-TR images, rendered once into ~/.cache/vosseg). With several, "
+        "a mean column is added: settings are chosen on it.",
+    ),
     out: Path = typer.Option(Path("runs/ablation"), help="Where the masks of each variant are written."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     variants: Optional[str] = typer.Option(None, help="Comma-separated substrings selecting variants (default: all)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write all results as JSON."),
 ) -> None:
-    """Target-model ablation (first frame only / + augmentation / + memory updates, default and fast
-    presets): J&F and FPS of each variant on a davis16-train split."""
+    """Target-model ablation (first frame only / + augmentation / + memory updates / + refiner, default and
+    fast presets): J&F and FPS of each variant on one or more splits."""
     from vossegcli.eval.split import ablation_variants, run_split
 
     chosen = ablation_variants()
     if variants:
         keys = [k.strip() for k in variants.split(",") if k.strip()]
         chosen = {name: cfg for name, cfg in chosen.items() if any(k in name for k in keys)}
-    results = []
+    splits = [x.strip() for x in split.split(",") if x.strip()]
+    results: dict[str, list] = {name: [] for name in chosen}
     try:
         with _progress() as bar:
             task = bar.add_task("ablation", total=None)
             for name, config in chosen.items():
                 slug = name.replace(": ", "-").replace(" ", "_").replace("+", "plus")
+                for part in splits:
 
-                def tick(seq: str, done: int, total: int | None, name=name) -> None:
-                    bar.update(task, description=f"{name} · {seq}", completed=done, total=total)
+                    def tick(seq: str, done: int, total: int | None, name=name, part=part) -> None:
+                        bar.update(task, description=f"{name} · {part} · {seq}", completed=done, total=total)
 
-                results.append(run_split(data, split, out / slug, config, name=name, device=device, progress=tick))
+                    results[name].append(run_split(data, part, out / part / slug, config, name=name, device=device,
+                                                   progress=tick))
     except VossegError as error:
         _fail(error)
         return
-    table = Table(title=f"target-model ablation on davis16-train {split}")
-    for col in ("variant", "J&F", "J", "F", "FPS", "memory/object"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
-    for r in results:
-        table.add_row(
-            r.name, f"{100 * r.scores.jf_mean:.1f}", f"{100 * r.scores.j_mean:.1f}", f"{100 * r.scores.f_mean:.1f}",
-            f"{r.mean_fps:.2f}", f"{r.sample_memory_mb:.1f} MB",
-        )
+    table = Table(title=f"target-model ablation on {', '.join(splits)}")
+    table.add_column("variant")
+    for part in splits:
+        table.add_column(f"{part} J&F", justify="right")
+    if len(splits) > 1:
+        table.add_column("mean J&F", justify="right")
+    for col in ("FPS", "memory/object"):
+        table.add_column(col, justify="right")
+    for name, runs in results.items():
+        scores = [100 * r.scores.jf_mean for r in runs]
+        row = [name, *(f"{v:.1f}" for v in scores)]
+        if len(splits) > 1:
+            row.append(f"{sum(scores) / len(scores):.1f}")
+        row += [f"{runs[0].mean_fps:.2f}", f"{runs[0].sample_memory_mb:.1f} MB"]
+        table.add_row(*row)
     console.print(table)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+        data_out = [{**r.to_dict(), "split": part} for runs in results.values() for part, r in zip(splits, runs)]
+        json_path.write_text(json.dumps(data_out, indent=2) + "\n")
 
 
 @app.command(
+    cls=_Command,
     epilog="Examples:\n\n  vosseg train --data ../shared/data --out runs/refiner --steps 1000\n\n"
     "  vosseg train --data ../shared/data --out runs/refiner --resume     # continue after an interruption\n\n"
     "  vosseg train --data sample --out /tmp/smoke --steps 3              # smoke test on the bundled sample"
@@ -518,8 +598,15 @@ def train(
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     lr_drop: float = typer.Option(0.8, help="Divide the learning rate by 10 from this fraction of --steps on."),
     crop: int = typer.Option(256, help="Training crop side in pixels (multiple of 32)."),
-    synthetic_ratio: float = typer.Option(0.5, help="Share of samples drawn from synthetic ECSSD clips."),
+    synthetic_ratio: float = typer.Option(0.5, help="Share of samples drawn from synthetic clips."),
     synthetic_clips: int = typer.Option(150, help="Synthetic clips generated (and cached)."),
+    synthetic_data: str = typer.Option(
+        "ecssd", help="Objects and backgrounds of synthetic clips: ecssd, or ecssd+duts (adds DUTS-TR's 6300 training "
+        "images; its held-out tenth stays for val-synth).",
+    ),
+    synthetic_motion: str = typer.Option(
+        "simple", help="simple (rigid motion) or realistic (also non-rigid warps, fast motion with blur, lighting change).",
+    ),
     object_windows: float = typer.Option(0.5, help="Share of training crops centred on the object."),
     distractor_windows: float = typer.Option(
         0.25, help="Share of training crops centred on the target model's strongest false positive."
@@ -530,7 +617,7 @@ def train(
     resume: bool = typer.Option(False, help="Continue from OUT/checkpoint.pt."),
     seed: int = typer.Option(0, help="Seed for sampling, synthetic clips and initialization."),
 ) -> None:
-    """Train the refinement network on davis16-train `train` + synthetic ECSSD clips."""
+    """Train the refinement network on davis16-train `train` + synthetic clips (ECSSD, optionally DUTS-TR)."""
     from vossegcli.engine.segmenter import resolve_device
     from vossegcli.train.trainer import RefinerTrainer, TrainConfig
 
@@ -540,7 +627,12 @@ def train(
         steps=steps, batch_size=batch_size, lr=lr, lr_drop=lr_drop, crop=crop, synthetic_ratio=synthetic_ratio,
         synthetic_clips=synthetic_clips, object_windows=object_windows, distractor_windows=distractor_windows,
         refiner_width=width, val_every=val_every, val_frames=val_frames, seed=seed, data=data,
+        synthetic_data=synthetic_data, synthetic_motion=synthetic_motion,
     )
+    if synthetic_data not in ("ecssd", "ecssd+duts"):
+        _fail(VossegError(f"--synthetic-data {synthetic_data}: choose ecssd or ecssd+duts"))
+    if synthetic_motion not in ("simple", "realistic"):
+        _fail(VossegError(f"--synthetic-motion {synthetic_motion}: choose simple or realistic"))
     try:
         trainer = RefinerTrainer(config, out, resolve_device(device), log=lambda m: err_console.print(m, highlight=False))
         if resume:
@@ -596,9 +688,10 @@ def _refiner_info() -> dict:
     }
 
 
-@app.command()
+@app.command(cls=_Command)
 def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """Version, compute device, torch/CUDA versions, and the weights in use with sha256 and licences."""
+    """Version, compute device, whether a GPU is usable (and why not), torch/CUDA versions, and the weights
+    in use with sha256 and licences."""
     import torch
 
     from vossegcli.engine.backbone import Backbone
@@ -611,10 +704,13 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) 
     except VossegError as error:
         _fail(error)
         return
-    from vossegcli.engine.device import precision_name, resolve_precision
+    from vossegcli.engine.device import cuda_status, precision_name, resolve_precision
 
+    usable, why = cuda_status()
     data = {
         "vosseg": __version__,
+        "gpu": why,
+        "gpu_usable": usable,
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "precision": precision_name(resolve_precision("auto", device))
         + " (backbone and refiner with --precision auto; target models fp32)",
@@ -634,7 +730,7 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) 
         print(json.dumps(data, indent=2))
         return
     table = Table(show_header=False, box=None)
-    for key in ("vosseg", "device", "precision", "python", "torch", "cuda_version", "cpu_threads"):
+    for key in ("vosseg", "device", "gpu", "precision", "python", "torch", "cuda_version", "cpu_threads"):
         table.add_row(key, str(data[key]))
     console.print(table)
     for w in data["weights"]:

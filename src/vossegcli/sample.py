@@ -267,7 +267,7 @@ def _render(t: int, scene: _Scene) -> np.ndarray:
 def _write_video(path: Path, frames) -> None:
     pending = PendingFile(path, suffix=".mp4")
     try:
-        encode_mp4(pending.tmp, frames, (WIDTH, HEIGHT), FPS, crf=CRF, preset="slow")
+        encode_mp4(pending.tmp, ((f, None) for f in frames), (WIDTH, HEIGHT), FPS, crf=CRF, preset="slow")
         pending.commit(_FILE_MODE)
     finally:
         pending.discard()

@@ -28,12 +28,33 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise DeviceError(
-                f"--device {name}: this PyTorch ({torch.__version__}) sees no CUDA GPU; use --device cpu or auto"
+                f"device={name!r}: this PyTorch ({torch.__version__}) sees no CUDA GPU; use device='cpu' or device='auto'"
             )
         return torch.device(name)
     if name == "cpu":
         return torch.device("cpu")
-    raise DeviceError(f"--device {name}: unknown device; use auto, cpu or cuda")
+    raise DeviceError(f"device={name!r}: unknown device; use device='auto', 'cpu' or 'cuda'")
+
+
+def cuda_status() -> tuple[bool, str]:
+    """(usable, one line saying so plainly): whether this PyTorch can run on a GPU here, and if not why."""
+    if torch.version.cuda is None:
+        return False, (
+            f"no: this PyTorch ({torch.__version__}) is a CPU-only build; on a machine with an NVIDIA GPU install "
+            "a CUDA build (pip install torch --index-url https://download.pytorch.org/whl/cu126)"
+        )
+    try:
+        count = torch.cuda.device_count()
+        available = torch.cuda.is_available()
+    except Exception as error:  # noqa: BLE001 - a broken driver raises all kinds of errors
+        return False, f"no: PyTorch has CUDA {torch.version.cuda} but the driver fails ({error}); check nvidia-smi"
+    if not available or count == 0:
+        return False, (
+            f"no: PyTorch has CUDA {torch.version.cuda} but finds no GPU (no NVIDIA driver or device; "
+            "CUDA_VISIBLE_DEVICES may hide it); `nvidia-smi` should list one"
+        )
+    names = ", ".join(torch.cuda.get_device_name(i) for i in range(count))
+    return True, f"yes: {count} GPU(s) - {names} - CUDA {torch.version.cuda}"
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -60,7 +81,7 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
         return None
     if name == "fp16":
         if device.type != "cuda":
-            raise DeviceError("--precision fp16 needs a CUDA device; use --precision bf16 or fp32 on CPU")
+            raise DeviceError("precision='fp16' needs a CUDA device; use precision='bf16' or 'fp32' on CPU")
         return torch.float16
     if name == "bf16":
         return torch.bfloat16

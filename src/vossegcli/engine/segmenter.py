@@ -132,11 +132,11 @@ def resolve_refiner(spec: str | None, device: torch.device) -> Refiner | None:
     if path is None:
         return None
     if not path.is_file():
-        raise VossegError(f"{path}: refiner weights not found; pass an existing file or --refiner none")
+        raise VossegError(f"{path}: refiner weights not found; pass an existing file or refiner=None")
     try:
         return load_refiner(path, device)
     except Exception as error:  # a corrupt or foreign file
-        raise VossegError(f"{path}: not a vosseg refiner file ({type(error).__name__}); pass another file or --refiner none") from None
+        raise VossegError(f"{path}: not a vosseg refiner file ({type(error).__name__}); pass another file or refiner=None") from None
 
 
 @dataclass

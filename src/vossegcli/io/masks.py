@@ -51,7 +51,7 @@ FRINGE_BOUNDARY_SHARE = 0.8  # ... and >= 80 % of its pixels touch a different v
 #: --snap-mask: colours closer than this (Euclidean RGB, 0..255) to a more frequent real colour
 #: are its noise, not another object (JPEG noise moves values by a few units; DAVIS colours are >= 128 apart).
 SNAP_MERGE_DISTANCE = 48.0
-SNAP_HINT = "or add --snap-mask to map the stray values to the nearest object"
+SNAP_HINT = "or add snap_mask=True to map the stray values to the nearest object"
 
 
 @dataclass(frozen=True)
@@ -332,12 +332,12 @@ def _snap(path: Path, values: np.ndarray, kind: str, palette: list[int] | None, 
     target = centre_values[np.argmin(distance, axis=1)]
     changed_values = int(np.sum(target != uniq))
     if changed_values == 0:
-        notes.append(f"{path.name}: --snap-mask found no stray values; nothing changed")
+        notes.append(f"{path.name}: snap_mask=True found no stray values; nothing changed")
         return values
     snapped = target[np.searchsorted(uniq, values)]
     changed = int(np.count_nonzero(snapped != values))
     notes.append(
-        f"{path.name}: --snap-mask mapped {changed:,} px ({100.0 * changed / total:.2f} % of the image) with "
+        f"{path.name}: snap_mask=True mapped {changed:,} px ({100.0 * changed / total:.2f} % of the image) with "
         f"{changed_values} stray value(s) to the nearest of {len(centre_values) - 1} object value(s) and background"
     )
     return snapped

@@ -1,7 +1,7 @@
 """Masks out as a video: colour the segmented objects over the input frames, encode H.264.
 
-The output is libx264 / yuv420p (plays in browsers, QuickTime and phones), at the input's
-frame rate and with one output frame per input frame. yuv420p needs even dimensions, so an
+The output is libx264 / yuv420p (plays in browsers, QuickTime and phones), with one output
+frame per input frame at the input frame's own timestamp (variable frame rates included). yuv420p needs even dimensions, so an
 odd width or height is padded by one pixel (edge pixels repeated) - never rescaled.
 It is written to a temporary file next to ``out_path`` and renamed at the end, so a failure
 never leaves a partial video behind.
@@ -10,14 +10,15 @@ never leaves a partial video behind.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from PIL import UnidentifiedImageError
 
-from vossegcli.errors import MaskError, OutputError, first_line
+from vossegcli.errors import InputError, MaskError, OutputError, first_line
 from vossegcli.io.palette import VOID_ID, NotAnIdImage, PendingFile, davis_palette, read_label_png
-from vossegcli.io.video import open_frames
+from vossegcli.io.video import FOLDER_FPS, open_frames
 
 CONTOUR_WIDTH = 2
 DEFAULT_CRF = 18
@@ -86,34 +87,73 @@ def blend(image: np.ndarray, labels: np.ndarray, colours: np.ndarray, alpha: flo
 
 
 def encode_mp4(
-    path: Path, frames: Iterable[np.ndarray], size: tuple[int, int], fps: float, *,
-    crf: int = DEFAULT_CRF, preset: str = "medium", container: str | None = None,
+    path: Path, frames: Iterable[tuple[np.ndarray, float | None]], size: tuple[int, int], fps: float, *,
+    time_base: Fraction | None = None, crf: int = DEFAULT_CRF, preset: str = "medium", container: str | None = None,
 ) -> int:
-    """Encode (H, W, 3) uint8 RGB frames of ``size`` = (w, h) into ``path`` as H.264/yuv420p (libx264,
-    ``crf``, ``preset``, +faststart); ``container``: ffmpeg's -f (default: from the file name).
-    Returns the number of frames. ffmpeg is stopped if ``frames`` raises."""
-    import imageio_ffmpeg
+    """Encode ``(image, time)`` pairs - (H, W, 3) uint8 RGB of ``size`` = (w, h), presentation time in
+    seconds or None - into ``path`` as H.264/yuv420p (libx264, ``crf``, ``preset``, +faststart).
 
-    output_params = ["-crf", str(crf), "-preset", preset, "-movflags", "+faststart"]
-    if container:
-        output_params += ["-f", container]
-    writer = imageio_ffmpeg.write_frames(
-        str(path), size, fps=float(fps), codec="libx264", pix_fmt_out="yuv420p", quality=None,
-        macro_block_size=1, ffmpeg_log_level="error", output_params=output_params,
-    )
+    Each frame keeps its time (relative to the first frame's), so a variable-frame-rate input
+    comes out with the same timing; a frame without one is placed at ``index / fps``.
+    ``time_base``: the unit timestamps are stored in (default: 1 / ``fps``, made exact for
+    NTSC-style rates); ``container``: ffmpeg's format name (default: from the file name).
+    Returns the number of frames. The file is closed if ``frames`` raises.
+    """
+    import av
+
+    rate = Fraction(fps).limit_denominator(1001)
+    unit = time_base or 1 / rate
+    out = av.open(str(path), "w", format=container, options={"movflags": "+faststart"})
     written = 0
     try:
-        writer.send(None)
-        for frame in frames:
-            writer.send(np.ascontiguousarray(frame))
+        stream = out.add_stream("libx264", rate=rate)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = unit
+        stream.codec_context.time_base = unit
+        stream.options = {"crf": str(crf), "preset": preset}
+        start: float | None = None
+        last_pts = -1
+        for image, t in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            if t is None:
+                pts = round(written / rate / unit)
+            else:
+                start = t if start is None else start
+                pts = round((t - start) / unit)
+            frame.pts = max(pts, last_pts + 1)  # strictly increasing, as the muxer requires
+            frame.time_base = unit
+            last_pts = frame.pts
+            for packet in stream.encode(frame):
+                out.mux(packet)
             written += 1
-        writer.close()  # waits for ffmpeg to finish the file
+        for packet in stream.encode(None):
+            out.mux(packet)
     finally:
-        try:
-            writer.close()  # stops ffmpeg after a failure (a no-op once closed)
-        except Exception:
-            pass
+        out.close()
     return written
+
+
+#: Colours an object may be switched to when its own is too close to its mean colour.
+CONTRAST_COLOURS = np.array([
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+    (70, 240, 240), (240, 50, 230), (255, 255, 255), (0, 0, 0),
+], dtype=np.float32)
+#: An object's colour closer than this (RGB distance) to the object's own mean colour is replaced.
+MIN_CONTRAST = 110.0
+
+
+def contrasting_colour(mean: np.ndarray, colour: np.ndarray, taken: list[np.ndarray]) -> np.ndarray:
+    """``colour`` if it stands out from an object of ``mean`` RGB colour, else the candidate of
+    :data:`CONTRAST_COLOURS` farthest from it (and at least :data:`MIN_CONTRAST` from the colours
+    other objects already use, when one is)."""
+    mean = np.asarray(mean, np.float32)
+    if np.linalg.norm(colour.astype(np.float32) - mean) >= MIN_CONTRAST:
+        return colour
+    candidates = [c for c in CONTRAST_COLOURS if all(np.linalg.norm(c - t) >= MIN_CONTRAST for t in taken)]
+    candidates = candidates or list(CONTRAST_COLOURS)
+    best = max(candidates, key=lambda c: float(np.linalg.norm(c - mean)))
+    return best.astype(np.uint8)
 
 
 def write_overlay(
@@ -121,14 +161,21 @@ def write_overlay(
     masks_dir: Path,
     out_path: Path,
     alpha: float = 0.5,
-    contours: bool = False,
+    contours: bool = True,
     palette: list[int] | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    fps: float | None = None,
+    notes: list[str] | None = None,
 ) -> int:
-    """Blend ``masks_dir/<frame_name>.png`` over every input frame; write an H.264 mp4.
+    """Blend ``masks_dir/<frame_name>.png`` over every input frame; write an H.264 mp4 with one
+    frame per input frame at the input's timestamps (a video's own, variable rates included).
 
-    ``palette``: colours per id; default the palette of the first mask PNG, else DAVIS.
-    ``progress(done, total)`` is called after each frame (total may be None for videos).
+    ``contours``: outline each object on top of its tinted fill; ``palette``: colours per id, used
+    as given; default the palette of the first mask PNG (else DAVIS's), where each object whose
+    colour is too close to its own mean colour (a red car in red) gets a contrasting one;
+    ``fps``: the rate a frame folder plays at (default 24; videos keep their timing).
+    ``progress(done, total)`` is called after each frame (total may be None for videos);
+    ``notes``: gets the input's lines worth saying once (e.g. "variable frame rate: ...").
     Returns the number of frames written.
     """
     if not 0.0 <= alpha <= 1.0:
@@ -137,8 +184,15 @@ def write_overlay(
     out_path = Path(out_path)
     if not masks_dir.is_dir():
         raise MaskError(f"{masks_dir}: no such mask folder; pass the folder written by `vosseg segment`")
-    reader = open_frames(input_path)
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be positive, not {fps}")
+    reader = open_frames(input_path, folder_fps=fps or FOLDER_FPS)
     info = reader.info
+    if fps is not None and info.kind == "video":
+        reader.close()
+        raise InputError(
+            f"{input_path}: a video keeps its own timestamps; fps=... is for folders of frames, leave it out"
+        )
     size = (info.width, info.height)
     if info.frame_names is not None:  # folder: check every mask exists before encoding anything
         for name in info.frame_names:
@@ -154,23 +208,35 @@ def write_overlay(
         raise OutputError(f"{out_path}: cannot write here ({exc.strerror or exc}); choose another output path") from exc
     container = {".mov": "mov", ".mkv": "matroska", ".m4v": "mp4"}.get(out_path.suffix.lower(), "mp4")
 
-    def blended() -> Iterator[np.ndarray]:
+    def blended() -> Iterator[tuple[np.ndarray, float | None]]:
         colours = None
+        seen: set[int] = set()  # ids whose colour is settled (on the first frame they appear in)
         with reader:
             for done, frame in enumerate(reader, 1):
                 labels, mask_palette = _read_mask(masks_dir / f"{frame.name}.png", size)
                 if colours is None:
                     colours = _full_palette(palette if palette is not None else mask_palette)
+                if palette is None:
+                    for i in np.unique(labels).tolist():
+                        if i in seen or i in (0, VOID_ID):
+                            continue
+                        taken = [colours[j].astype(np.float32) for j in seen]
+                        colours[i] = contrasting_colour(frame.image[labels == i].mean(axis=0), colours[i], taken)
+                        seen.add(i)
                 image = blend(frame.image, labels, colours, alpha, contours)
                 if pad_w or pad_h:
                     image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-                yield image
+                yield image, frame.time
                 if progress is not None:
                     progress(done, info.num_frames)
+        for note in reader.notes:
+            if notes is not None:
+                notes.append(note)
 
     frames = blended()
     try:
-        written = encode_mp4(pending.tmp, frames, (info.width + pad_w, info.height + pad_h), info.fps, container=container)
+        written = encode_mp4(pending.tmp, frames, (info.width + pad_w, info.height + pad_h), info.fps,
+                             time_base=info.time_base, container=container)
         if written == 0:
             raise MaskError(f"{input_path}: no frames to overlay")
         pending.commit()

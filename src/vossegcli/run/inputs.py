@@ -81,6 +81,6 @@ def scale_start_masks(masks: MaskSet, labels: dict[int, np.ndarray], size: tuple
             source = obj.source if obj is not None else f"object {gone[0]}"
             raise MaskError(
                 f"{source}: object {gone[0]} is too small to survive scaling the frames to {size[0]}x{size[1]} "
-                f"(--max-size {max_size}); raise --max-size (0 = native size)"
+                f"(max_size={max_size}); raise max_size (0 = native size)"
             )
     return scaled

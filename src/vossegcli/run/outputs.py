@@ -3,6 +3,7 @@
 * :func:`prepare_output_dir` refuses an unusable ``--out`` before anything is written;
 * :class:`MaskWriter` encodes and writes the mask PNGs in a background thread, in order and
   atomically (temporary name, then rename), and knows how many are complete;
+* :class:`TimestampLog` writes ``timestamps.csv``: each mask's frame and presentation time;
 * :func:`clean_temporary_files` removes what interrupted atomic writes left;
 * :func:`write_error_message` / :func:`describe_written`: the one-line messages about writing.
 """
@@ -37,20 +38,20 @@ def prepare_output_dir(out_dir: Path, force: bool) -> None:
     """Check that ``out_dir`` is usable (missing or empty, or ``force``) without creating it."""
     if out_dir.exists():
         if not out_dir.is_dir():
-            raise OutputError(f"{out_dir}: exists and is not a folder; choose another --out")
+            raise OutputError(f"{out_dir}: exists and is not a folder; choose another out_dir")
         if any(out_dir.iterdir()) and not force:
             raise OutputError(
-                f"{out_dir}: folder is not empty; choose an empty --out folder, add --force to overwrite, "
-                "or --resume to continue an interrupted run"
+                f"{out_dir}: folder is not empty; choose an empty out_dir, add force=True to overwrite, "
+                "or resume=True to continue an interrupted run"
             )
         if not _writable(out_dir):
-            raise OutputError(f"{out_dir}: folder is not writable; choose another --out or fix its permissions")
+            raise OutputError(f"{out_dir}: folder is not writable; choose another out_dir or fix its permissions")
     else:
         parent = out_dir.parent
         while not parent.exists():
             parent = parent.parent
         if not parent.is_dir() or not _writable(parent):
-            raise OutputError(f"{out_dir}: cannot create the output folder here ({parent} is not writable); choose another --out")
+            raise OutputError(f"{out_dir}: cannot create the output folder here ({parent} is not writable); choose another out_dir")
 
 
 def _writable(path: Path) -> bool:
@@ -90,7 +91,7 @@ def write_error_message(path: Path, exc: OSError) -> str:
     if exc.errno == errno.ENOSPC or exc.errno == getattr(errno, "EDQUOT", -1):
         return f"{path}: cannot write, the disk is full ({exc.strerror}); free some space"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"{path}: cannot write, no permission ({exc.strerror}); fix the folder's permissions or choose another --out"
+        return f"{path}: cannot write, no permission ({exc.strerror}); fix the folder's permissions or choose another out_dir"
     return f"{path}: cannot write ({exc.strerror or exc}); check the disk and the folder"
 
 
@@ -205,3 +206,42 @@ class MaskWriter:
                 self._error = error
             else:
                 self._completed += 1
+
+
+#: Beside the masks of a video: one line per mask, "frame,mask,time_s" (presentation time in seconds).
+TIMESTAMPS_FILE = "timestamps.csv"
+
+
+class TimestampLog:
+    """``<out>/timestamps.csv``: the presentation time of every mask written, one line each, in
+    order, each written as its mask completes (so an interrupted run's file matches its masks).
+
+    ``keep``: the first ``keep`` lines of an existing file stay (a resumed run); the rest is
+    rewritten.
+    """
+
+    HEADER = "frame,mask,time_s\n"
+
+    def __init__(self, out_dir: Path, keep: int = 0):
+        self.path = Path(out_dir) / TIMESTAMPS_FILE
+        kept: list[str] = []
+        if keep > 0 and self.path.is_file():
+            with self.path.open() as handle:
+                next(handle, None)
+                for line in handle:
+                    if len(kept) == keep:
+                        break
+                    kept.append(line)
+        atomic_write(self.path, lambda handle: handle.write((self.HEADER + "".join(kept)).encode()))
+        #: Lines kept from the earlier run (fewer than ``keep`` if it was killed between a mask and its line).
+        self.kept = len(kept)
+        self._handle = self.path.open("a", buffering=1)  # line-buffered: each line on disk with its mask
+
+    def add(self, index: int, name: str, time: float | None) -> None:
+        self._handle.write(f"{index},{name}.png,{'' if time is None else f'{time:.6f}'}\n")
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()

@@ -88,7 +88,7 @@ class SegmentationRun:
         try:
             Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         except OSError as exc:
-            raise OutputError(f"{path}: cannot write the report ({exc.strerror or exc}); choose another --report path") from exc
+            raise OutputError(f"{path}: cannot write the report ({exc.strerror or exc}); choose another report path (report=...)") from exc
 
 
 def peak_memory_mb(device: torch.device) -> dict[str, float]:

@@ -95,20 +95,20 @@ def plan_resume(out_dir: Path, identity: dict, reader: FrameReader, masks: MaskS
     if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
         return ResumePlan(-1, dict(masks.labels), [f"{out_dir}: nothing to resume yet; starting at frame 0"])
     if not out_dir.is_dir():
-        raise OutputError(f"{out_dir}: exists and is not a folder; choose another --out")
+        raise OutputError(f"{out_dir}: exists and is not a folder; choose another out_dir")
     run_file = out_dir / RUN_FILE
     if not run_file.is_file():
         raise OutputError(
             f"{out_dir}: has files but no {RUN_FILE}, so it holds no vosseg run to resume; "
-            "choose another --out, or add --force instead of --resume to start over"
+            "choose another out_dir, or add force=True instead of resume=True to start over"
         )
     try:
         record = json.loads(run_file.read_text())
         old = record["identity"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OutputError(f"{run_file}: unreadable ({exc}); add --force instead of --resume to start over") from exc
+        raise OutputError(f"{run_file}: unreadable ({exc}); add force=True instead of resume=True to start over") from exc
     if old != identity:
-        labels = {"input": "input", "masks": "masks", "engine": "engine options", "snap_mask": "--snap-mask"}
+        labels = {"input": "input", "masks": "masks", "engine": "engine options", "snap_mask": "snap_mask=True"}
         diff = [labels.get(k, k) for k in sorted(set(old) | set(identity)) if old.get(k) != identity.get(k)]
         if "engine options" in diff and isinstance(old.get("engine"), dict):
             changed = [k for k in sorted(set(old["engine"]) | set(identity["engine"]))
@@ -117,7 +117,7 @@ def plan_resume(out_dir: Path, identity: dict, reader: FrameReader, masks: MaskS
         before = f"; it was started with: {record['command']}" if record.get("command") else ""
         raise OutputError(
             f"{out_dir}: holds a run with different {', '.join(diff)}{before} - resume with the same "
-            "input, masks and options, or add --force instead of --resume to start over"
+            "input, masks and options, or add force=True instead of resume=True to start over"
         )
     clean_temporary_files(out_dir)
     size = (info.width, info.height)
@@ -189,7 +189,7 @@ def load_saved_state(segmenter, out_dir: Path, identity: dict, work_size: tuple[
     if state.extra.get("run") != identity_sha256(identity):
         return None, f"{path.name} belongs to another run"
     if state.extra.get("internal_resolution") != list(work_size):
-        return None, f"{path.name} was made at another --max-size"
+        return None, f"{path.name} was made at another max_size"
     if state.frame_index - 1 > last:
         return None, f"{path.name} is ahead of the masks in the folder"
     return state, None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections import deque
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -39,7 +40,7 @@ from vossegcli.io.prefetch import prefetch
 from vossegcli.io.video import Frame, FrameReader, TruncatedVideoError
 from vossegcli.run.inputs import DEFAULT_MAX_SIZE, internal_size, load_inputs, resize_image, scale_start_masks
 from vossegcli.run.outputs import (
-    MaskWriteError, MaskWriter, clean_temporary_files, describe_written, prepare_output_dir, remove_if_empty,
+    TIMESTAMPS_FILE, MaskWriteError, MaskWriter, TimestampLog, clean_temporary_files, describe_written, prepare_output_dir, remove_if_empty,
     write_error_message,
 )
 from vossegcli.run.report import SegmentationRun, environment_info, peak_memory_mb, proc_memory_mb, weights_info
@@ -57,11 +58,11 @@ PREFETCH_FRAMES = 4
 _TRACE_FRAMES = (1, 10, 100, 250)
 
 
-def _engine_frames(frames: Iterator[Frame], size: tuple[int, int]) -> Iterator[np.ndarray]:
-    """The images of ``frames`` at the engine's ``size`` (runs in the prefetch thread)."""
+def _engine_frames(frames: Iterator[Frame], size: tuple[int, int]) -> Iterator[tuple[np.ndarray, float | None]]:
+    """(image at the engine's ``size``, presentation time) of ``frames`` (runs in the prefetch thread)."""
     try:
         for frame in frames:
-            yield resize_image(frame.image, size)
+            yield resize_image(frame.image, size), frame.time
     finally:
         frames.close()  # stops the video decoder when the run stops early
 
@@ -102,9 +103,9 @@ def segment(
     out_dir = Path(out_dir)
     config = config or SegmenterConfig()
     if max_size is not None and max_size < 0:
-        raise VossegError(f"--max-size {max_size}: must be 0 (native size) or a positive number of pixels")
+        raise VossegError(f"max_size={max_size}: must be 0 (native size) or a positive number of pixels")
     if resume and force:
-        raise VossegError("--resume and --force: choose one (--resume continues the run in --out, --force starts over)")
+        raise VossegError("resume=True and force=True: choose one (resume=True continues the run in out_dir, force=True starts over)")
     info = reader.info
     identity = run_identity(Path(input_path), reader, masks, config, snap_mask)
     hint = resume_hint(command)
@@ -159,7 +160,7 @@ def segment(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc}); choose another --out") from exc
+        raise OutputError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc}); choose another out_dir") from exc
     record = new_run_record(
         identity, command=command, max_size=max_size, internal_resolution=work_size, device=str(torch_device),
         resumed_from_frame=plan.last if plan.last >= 0 else None,
@@ -174,14 +175,31 @@ def segment(
 
     done = first  # frames 0 .. done-1 are complete in out_dir
     trace: list[dict] = []
+    times: deque[tuple[int, str, float | None]] = deque()  # submitted masks waiting for their line
+    stamped = first  # frames 0 .. stamped-1 have their line in timestamps.csv
+    try:
+        stamps = TimestampLog(out_dir, keep=first) if info.kind == "video" else None
+    except OSError as exc:
+        raise OutputError(write_error_message(out_dir / TIMESTAMPS_FILE, exc)) from exc
+    if stamps is not None and stamps.kept < first and notify:
+        notify(f"{TIMESTAMPS_FILE} has no line for frames {stamps.kept}-{first - 1} (the earlier run was killed); "
+               "their times are missing there")
     if progress:
         progress(done, info.num_frames)  # the starting point (frames already there when resuming)
+
+    def stamp_up_to(complete: int) -> None:
+        """timestamps.csv lines for the masks complete up to frame ``complete`` - 1."""
+        nonlocal stamped
+        while stamps is not None and stamped < complete and times:
+            stamps.add(*times.popleft())
+            stamped += 1
 
     def written(completed: int) -> None:
         """Progress and memory trace for the PNGs completed since the last call."""
         nonlocal done
         while done < first + completed:
             done += 1
+            stamp_up_to(done)
             if done - first in _TRACE_FRAMES or done % 500 == 0:
                 mem = proc_memory_mb()
                 if mem:
@@ -204,13 +222,15 @@ def segment(
             with writer, prefetch(_engine_frames(reader.frames(start), work_size), PREFETCH_FRAMES) as frames:
                 if not initial and state.num_objects == 0:
                     raise ValueError("no initial masks given")
-                for image in frames:
+                for image, when in frames:
                     index = state.frame_index
                     # A signal waits for the frame to finish, so the state is never half-updated.
                     with deferred_signals():
                         labels = segmenter.step(state, image, initial.get(index))
                         if index >= first:  # (the frame a re-seeded resume starts from is already written)
-                            writer.submit(out_dir / f"{reader.frame_name(index)}.png", labels)
+                            name = reader.frame_name(index)
+                            writer.submit(out_dir / f"{name}.png", labels)
+                            times.append((index, name, when))
                     written(writer.completed)
                     if state_every and state.frame_index % state_every == 0:
                         writer.drain()
@@ -241,9 +261,9 @@ def segment(
         smaller = max(64, max(work_size) // 2)
         raise DeviceError(
             f"out of {'GPU ' if gpu else ''}memory at frame {done} ({work_size[0]}x{work_size[1]}, "
-            f"{len(masks.objects)} object(s) on {torch_device}); lower --max-size (e.g. --max-size {smaller})"
-            + (" or use --device cpu" if gpu else "")
-            + f" and continue with {hint}, or start over with --preset fast or fewer objects; "
+            f"{len(masks.objects)} object(s) on {torch_device}); lower max_size (e.g. max_size={smaller})"
+            + (" or use device='cpu'" if gpu else "")
+            + f" and continue with {hint}, or start over with preset='fast' or fewer objects; "
             f"{describe_written(out_dir, reader, done)}"
         ) from error
     except (KeyboardInterrupt, Interrupted) as stop:
@@ -257,7 +277,13 @@ def segment(
         ) from None
     finally:
         reader.close()
+        if stamps is not None:
+            stamp_up_to(done)  # lines for what the writer completed last
+            stamps.close()
         clean_temporary_files(out_dir)
+    if notify:
+        for note in reader.notes:
+            notify(note)
     if done == 0:
         raise InputError(f"{input_path}: no frames could be decoded; re-encode the video (e.g. as H.264 mp4)")
     late = [o for o in masks.objects if o.start_frame >= done]
@@ -300,7 +326,7 @@ def segment(
         frames_processed=processed,
         resumed_from_frame=plan.last if plan.last >= 0 else None,
         warnings=list(reader.warnings),
-        notes=list(plan.notes),
+        notes=list(plan.notes) + list(reader.notes),
         memory_trace=trace,
         wall_seconds=wall,
     )
