@@ -15,6 +15,7 @@ from typing import Callable
 
 from vossegcli.engine.segmenter import SegmenterConfig, preset_config
 from vossegcli.errors import InputError
+from vossegcli.eval.datasets import dataset_root
 from vossegcli.eval.davis import EvalResult, evaluate
 from vossegcli.engine.refiner import refiner_file
 from vossegcli.run.segment import segment
@@ -22,11 +23,7 @@ from vossegcli.run.segment import segment
 
 def davis16_root(data: Path) -> Path:
     """Accept ``../shared/data`` or ``../shared/data/davis16-train``."""
-    data = Path(data)
-    for candidate in (data, data / "davis16-train"):
-        if (candidate / "splits.json").is_file() and (candidate / "videos").is_dir():
-            return candidate
-    raise InputError(f"{data}: no davis16-train data here (expected splits.json and videos/); pass --data ../shared/data")
+    return dataset_root(data, "davis16-train", "splits.json", "videos")
 
 
 def split_sequences(root: Path, split: str) -> list[str]:
@@ -74,14 +71,25 @@ def run_split(
     device: str = "auto",
     progress: Callable[[str, int, int | None], None] | None = None,
 ) -> SplitRun:
-    """Segment every sequence of ``split`` into ``out_root/<seq>`` and score the folder."""
-    root = davis16_root(data)
-    sequences = split_sequences(root, split)
+    """Segment every sequence of ``split`` into ``out_root/<seq>`` and score the folder.
+
+    ``split``: a split of davis16-train's splits.json (mp4 inputs), or ``val-synth`` (the
+    synthetic clips of :mod:`vossegcli.eval.synth`, rendered once into its cache)."""
+    if split == "val-synth":
+        from vossegcli.eval.synth import build_val_synth, clip_names
+
+        root = build_val_synth(data)
+        sequences = clip_names()
+        inputs = {seq: root / "frames" / seq for seq in sequences}
+    else:
+        root = davis16_root(data)
+        sequences = split_sequences(root, split)
+        inputs = {seq: root / "videos" / f"{seq}.mp4" for seq in sequences}
     fps: dict[str, float] = {}
     memory, rss = 0.0, 0.0
     for seq in sequences:
         run = segment(
-            root / "videos" / f"{seq}.mp4",
+            inputs[seq],
             [str(root / "masks" / seq / "00000.png")],
             Path(out_root) / seq,
             device=device,

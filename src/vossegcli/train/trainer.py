@@ -18,7 +18,6 @@ and at the end; ``resume=True`` continues from ``out/checkpoint.pt``.
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,7 +34,7 @@ from vossegcli.engine.refiner import Refiner, RefinerConfig, save_refiner
 from vossegcli.engine.segmenter import Segmenter, SegmenterConfig, fit_target_model, preset_config
 from vossegcli.engine.target_model import TargetModel
 from vossegcli.eval.metrics import boundary_measure, region_similarity
-from vossegcli.train.data import Clip, EcssdPool, load_davis16, load_sample_clip, synthetic_clip
+from vossegcli.train.data import Clip, ObjectPool, load_davis16, load_sample_clip, synthetic_clip
 
 LEVEL_STRIDES = {"s4": 4, "s8": 8, "s16": 16, "s32": 32}
 
@@ -53,6 +52,10 @@ class TrainConfig:
     distractor_windows: float = 0.25  #: share of crops centred on D's strongest false positive
     synthetic_clips: int = 150
     synthetic_frames: int = 3
+    #: where synthetic clips take their objects and backgrounds: "ecssd" or "ecssd+duts"
+    synthetic_data: str = "ecssd"
+    #: "simple" (rigid motion) or "realistic" (+ non-rigid warps, fast motion with blur, lighting)
+    synthetic_motion: str = "simple"
     refs_per_sequence: int = 4  #: reference frames per real sequence (each gets a cached D)
     frame_stride: int = 2  #: use every n-th frame of the real sequences
     checkpoint_every: int = 100
@@ -202,7 +205,8 @@ class RefinerTrainer:
         else:
             real_clips = load_davis16(Path(cfg.data), "train", cfg.frame_stride)
             self.val_clips = load_davis16(Path(cfg.data), "val", 1)
-            pool = EcssdPool(Path(cfg.data)) if cfg.synthetic_ratio > 0 else None
+            pool = (ObjectPool(Path(cfg.data), tuple(cfg.synthetic_data.split("+")))
+                    if cfg.synthetic_ratio > 0 else None)
         total = len(real_clips) + (cfg.synthetic_clips if pool else 0)
         for i, clip in enumerate(real_clips):
             self.real.append(cache.build(clip, _pick_refs(clip, cfg.refs_per_sequence), cfg.seed))
@@ -211,7 +215,10 @@ class RefinerTrainer:
         if pool is not None:
             srng = random.Random(cfg.seed + 1)
             for i in range(cfg.synthetic_clips):
-                clip = synthetic_clip(pool, srng, cfg.synthetic_frames, name=f"synthetic-{cfg.seed}-{i:04d}")
+                kind = "" if (cfg.synthetic_data, cfg.synthetic_motion) == ("ecssd", "simple") else \
+                    f"{cfg.synthetic_data}-{cfg.synthetic_motion}-"  # (cached features are found by name)
+                clip = synthetic_clip(pool, srng, cfg.synthetic_frames, name=f"synthetic-{kind}{cfg.seed}-{i:04d}",
+                                      realistic=cfg.synthetic_motion == "realistic")
                 self.synthetic.append(cache.build(clip, [0], cfg.seed))
                 if progress:
                     progress("caching features", len(real_clips) + i + 1, total)
