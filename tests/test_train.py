@@ -93,3 +93,16 @@ def test_crop_windows_follow_the_requested_centres():
         assert label[y:y + side, x:x + side].any()  # centred on the object, clipped to the frame
     y, x, _ = _crop_window(label, 1, 256, rng, object_share=0.0, distractor=(60, 60), distractor_share=1.0)
     assert (y, x) == (0, 0)
+
+
+def test_train_with_a_region_loss_records_it_and_refuses_an_unknown_one(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["train", "--data", "sample", "--out", str(out), "--device", "cpu", "--batch-size", "2",
+            "--width", "8", "--val-frames", "4", "--crop", "128", "--steps", "1"]
+    result = runner.invoke(app, args + ["--loss", "bce+lovasz"])
+    assert result.exit_code == 0, result.output
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ckpt["config"]["loss"] == "bce+lovasz" and ckpt["history"][0]["loss"] > 0
+    result = runner.invoke(app, args + ["--loss", "focal", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "--loss focal" in result.output

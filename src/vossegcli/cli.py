@@ -607,6 +607,7 @@ def train(
     synthetic_motion: str = typer.Option(
         "simple", help="simple (rigid motion) or realistic (also non-rigid warps, fast motion with blur, lighting change).",
     ),
+    loss: str = typer.Option("bce", help="bce, bce+dice or bce+lovasz (a region loss added to cross-entropy)."),
     object_windows: float = typer.Option(0.5, help="Share of training crops centred on the object."),
     distractor_windows: float = typer.Option(
         0.25, help="Share of training crops centred on the target model's strongest false positive."
@@ -627,8 +628,10 @@ def train(
         steps=steps, batch_size=batch_size, lr=lr, lr_drop=lr_drop, crop=crop, synthetic_ratio=synthetic_ratio,
         synthetic_clips=synthetic_clips, object_windows=object_windows, distractor_windows=distractor_windows,
         refiner_width=width, val_every=val_every, val_frames=val_frames, seed=seed, data=data,
-        synthetic_data=synthetic_data, synthetic_motion=synthetic_motion,
+        synthetic_data=synthetic_data, synthetic_motion=synthetic_motion, loss=loss,
     )
+    if loss not in ("bce", "bce+dice", "bce+lovasz"):
+        _fail(VossegError(f"--loss {loss}: choose bce, bce+dice or bce+lovasz"))
     if synthetic_data not in ("ecssd", "ecssd+duts"):
         _fail(VossegError(f"--synthetic-data {synthetic_data}: choose ecssd or ecssd+duts"))
     if synthetic_motion not in ("simple", "realistic"):

@@ -35,6 +35,7 @@ from vossegcli.engine.segmenter import Segmenter, SegmenterConfig, fit_target_mo
 from vossegcli.engine.target_model import TargetModel
 from vossegcli.eval.metrics import boundary_measure, region_similarity
 from vossegcli.train.data import Clip, ObjectPool, load_davis16, load_sample_clip, synthetic_clip
+from vossegcli.train.losses import refiner_loss
 
 LEVEL_STRIDES = {"s4": 4, "s8": 8, "s16": 16, "s32": 32}
 
@@ -56,6 +57,8 @@ class TrainConfig:
     synthetic_data: str = "ecssd"
     #: "simple" (rigid motion) or "realistic" (+ non-rigid warps, fast motion with blur, lighting)
     synthetic_motion: str = "simple"
+    #: "bce", "bce+dice" or "bce+lovasz" (train/losses.py)
+    loss: str = "bce"
     refs_per_sequence: int = 4  #: reference frames per real sequence (each gets a cached D)
     frame_stride: int = 2  #: use every n-th frame of the real sequences
     checkpoint_every: int = 100
@@ -269,7 +272,7 @@ class RefinerTrainer:
                 group["lr"] = self.learning_rate(self.step)
             feats, scores, labels, side = self._batch()
             logits = self.refiner(feats, scores, (side, side))
-            loss = F.binary_cross_entropy_with_logits(logits, labels)
+            loss = refiner_loss(logits, labels, cfg.loss)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
