@@ -137,13 +137,13 @@ def _layer(track: _Track, t: int) -> tuple[np.ndarray, np.ndarray]:
     colour = np.zeros((HEIGHT, WIDTH, 3), np.float32)
     cover = np.zeros((HEIGHT, WIDTH), np.float32)
     steps = track.blur_steps if t > 0 else 1
+    rgb, alpha = _render_object(track.cut, track.heights[t], track.angles[t])
+    h, w = alpha.shape
+    prev = track.centres[t - 1] if t > 0 else track.centres[t]
     for k in range(steps):
         f = (k + 1) / steps if steps > 1 else 1.0
-        prev = track.centres[t - 1] if t > 0 else track.centres[t]
         cx = prev[0] + f * (track.centres[t][0] - prev[0])
         cy = prev[1] + f * (track.centres[t][1] - prev[1])
-        rgb, alpha = _render_object(track.cut, track.heights[t], track.angles[t])
-        h, w = alpha.shape
         x0, y0 = round(cx - w / 2), round(cy - h / 2)
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + w, WIDTH), min(y0 + h, HEIGHT)
         if cx1 <= cx0 or cy1 <= cy0:

@@ -217,7 +217,7 @@ def write_overlay(
                 if colours is None:
                     colours = _full_palette(palette if palette is not None else mask_palette)
                 if palette is None:
-                    for i in np.unique(labels).tolist():
+                    for i in np.flatnonzero(np.bincount(labels.ravel(), minlength=256)).tolist():  # ids present
                         if i in seen or i in (0, VOID_ID):
                             continue
                         taken = [colours[j].astype(np.float32) for j in seen]
@@ -229,9 +229,8 @@ def write_overlay(
                 yield image, frame.time
                 if progress is not None:
                     progress(done, info.num_frames)
-        for note in reader.notes:
-            if notes is not None:
-                notes.append(note)
+        if notes is not None:
+            notes.extend(reader.notes)
 
     frames = blended()
     try:

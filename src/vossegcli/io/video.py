@@ -333,16 +333,12 @@ class FrameReader:
         timing = _FrameRateCheck(self.info.fps)
         index = 0
         previous = None  # the latest decoded PyAV frame: it stands in for a rejected packet
-        image: np.ndarray | None = None  # its picture, once converted
         held: list[int | None] = []  # pts of rejected packets after it, until the file's end is known
 
-        def picture():
-            nonlocal image
-            if image is None:
-                array = previous.to_ndarray(format="rgb24", width=width, height=height)
-                image = np.ascontiguousarray(np.rot90(array, turns) if turns else array)
-                return image
-            return image.copy()  # every Frame owns a writable array
+        def picture() -> np.ndarray:
+            """``previous`` as an upright (H, W, 3) RGB array of its own (a stand-in converts again)."""
+            array = previous.to_ndarray(format="rgb24", width=width, height=height)
+            return np.ascontiguousarray(np.rot90(array, turns) if turns else array)
 
         def frame_at(pts: int | None) -> Frame | None:
             """Frame ``index`` (None before ``start``: never converted) with its timestamp."""
@@ -367,7 +363,7 @@ class FrameReader:
                         held.append(item[0])
                     continue
                 yield from stand_ins()
-                previous, image = item, None
+                previous = item
                 out = frame_at(item.pts)
                 if out is not None:
                     yield out

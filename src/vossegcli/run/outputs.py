@@ -240,8 +240,5 @@ class TimestampLog:
     def add(self, index: int, name: str, time: float | None) -> None:
         self._handle.write(f"{index},{name}.png,{'' if time is None else f'{time:.6f}'}\n")
 
-    def flush(self) -> None:
-        self._handle.flush()
-
     def close(self) -> None:
         self._handle.close()

@@ -111,7 +111,10 @@ class ObjectPool:
             duts = duts_root(root)
             train_ids, _ = duts_split(duts)
             self.entries += [(duts / "images" / f"{i}.jpg", duts / "masks" / f"{i}.png") for i in train_ids]
-        self.images = [image for image, _ in self.entries]
+
+    @property
+    def images(self) -> list[Path]:
+        return [image for image, _ in self.entries]
 
     def __len__(self) -> int:
         return len(self.entries)
