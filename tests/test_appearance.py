@@ -41,3 +41,63 @@ def test_a_reference_without_target_gives_no_match_and_results_are_deterministic
     maps = directional_matching(cur, ref, torch.zeros(5, 6))
     assert bool((maps[0] == NO_MATCH).all()) and bool((maps[1] > NO_MATCH).any())
     assert torch.equal(directional_matching(cur, ref, torch.zeros(5, 6)), maps)
+
+
+# -- GMM (A-GAME) and DAM (vMF) ------------------------------------------------------------------
+from vossegcli.engine.appearance import (  # noqa: E402
+    gmm_fit, gmm_posterior, gmm_update, matching_maps, vmf_fit, vmf_posterior, vmf_update,
+)
+
+
+def _two_class_frame(seed=0, c=16, h=12, w=16):
+    """Features where the target (a box) and the background come from separated clusters."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(h, w)
+    mask[3:8, 4:10] = 1
+    centre_fg, centre_bg = torch.randn(c, generator=g) * 4, torch.randn(c, generator=g) * 4
+    noise = torch.randn(c, h, w, generator=g)
+    feats = torch.where(mask.bool(), centre_fg[:, None, None], centre_bg[:, None, None]) + noise
+    return feats, mask
+
+
+def test_gmm_posterior_separates_target_from_background_and_has_four_components():
+    feats, mask = _two_class_frame()
+    mean, var = gmm_fit(feats, mask[None])
+    assert mean.shape == var.shape == (1, 4, 16) and (var > 0).all()
+    post = gmm_posterior(feats, mean, var)
+    assert post.shape == (1, 12, 16)
+    assert post[0][mask.bool()].mean() > 0.9 and post[0][~mask.bool()].mean() < 0.1
+
+
+def test_gmm_update_moves_towards_the_new_frame_by_the_rate_and_respects_accept():
+    feats, mask = _two_class_frame()
+    mean, var = gmm_fit(feats, mask[None])
+    shifted = feats + 3.0
+    m2, _ = gmm_update(shifted, mask[None], mean, var, rate=0.5)
+    # the base target component's mean moves half way to the new frame's target mean
+    new_target_mean = shifted[:, mask.bool()].mean(dim=1)
+    assert torch.allclose(m2[0, 1], 0.5 * mean[0, 1] + 0.5 * new_target_mean, atol=1e-4)
+    m3, v3 = gmm_update(shifted, mask[None], mean, var, rate=0.5, accept=torch.tensor([False]))
+    assert torch.equal(m3, mean) and torch.equal(v3, var)
+
+
+def test_vmf_posterior_separates_directions_and_update_keeps_the_base_pair():
+    feats, mask = _two_class_frame(seed=1)
+    mu = vmf_fit(feats, mask[None])
+    assert mu.shape == (1, 4, 16) and torch.allclose(mu.norm(dim=-1), torch.ones(1, 4))
+    post = vmf_posterior(feats, mu, kappa=10.0)
+    assert post[0][mask.bool()].mean() > 0.8 and post[0][~mask.bool()].mean() < 0.2
+    other, _ = _two_class_frame(seed=2)
+    mu2 = vmf_update(other, mask[None], mu, rate=0.3)
+    assert torch.equal(mu2[:, :2], mu[:, :2]) and not torch.allclose(mu2[:, 2:], mu[:, 2:])
+    assert torch.allclose(mu2.norm(dim=-1), torch.ones(1, 4), atol=1e-5)
+
+
+def test_matching_maps_for_several_objects_equal_one_object_at_a_time():
+    feats, mask = _two_class_frame()
+    cur = torch.nn.functional.normalize(feats.flatten(1).t(), dim=1)
+    masks = torch.stack([mask.flatten(), 1 - mask.flatten()])
+    both = matching_maps(cur, cur, masks)
+    for i in range(2):
+        single = directional_matching(feats, feats, masks[i].reshape(12, 16))
+        assert torch.allclose(both[i].reshape(2, 12, 16), single, atol=1e-6)

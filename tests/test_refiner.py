@@ -107,3 +107,88 @@ def test_refiner_trains_after_running_in_inference_mode():
     loss = refiner(feats, scores, (64, 64)).square().mean()
     loss.backward()
     assert refiner.upsampler.conv1.weight.grad is not None
+
+
+# -- evidence inputs, target attention, convex upsampler (issue 11) -------------------------------
+from vossegcli.engine.refiner import ConvexUpsampler, load_partial  # noqa: E402
+
+
+def _extended(**kw):
+    return Refiner(RefinerConfig(width=8, evidence=("gmm", "gdm"), attention=True, upsampler="convex", **kw))
+
+
+def test_extended_refiner_takes_evidence_and_attention_and_refuses_missing_inputs():
+    import pytest
+
+    refiner = _extended().eval()
+    feats, scores = _features(), torch.randn(2, 1, 6, 8)
+    attention = refiner.attention_vectors(feats, torch.rand(2, 1, 6, 8))
+    assert attention.shape == (2, 4, 8)
+    out = refiner(feats, scores, (96, 128), torch.rand(2, 5, 6, 8), attention)
+    assert out.shape == (2, 1, 96, 128) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="5 evidence channels"):
+        refiner(feats, scores, (96, 128), None, attention)
+    with pytest.raises(ValueError, match="attention"):
+        refiner(feats, scores, (96, 128), torch.rand(2, 5, 6, 8), None)
+
+
+def test_untrained_convex_upsampler_interpolates_the_score_skip_bilinearly():
+    import torch.nn.functional as F
+
+    feats, scores = _features(), torch.randn(1, 1, 6, 8)
+    refiner = Refiner(RefinerConfig(width=8, upsampler="convex")).eval()
+    with torch.no_grad():
+        out = refiner(feats, scores, (96, 128))
+    s4 = F.interpolate(scores, (24, 32), mode="bilinear", align_corners=False)
+    expected = 8.0 * (F.interpolate(s4, (96, 128), mode="bilinear", align_corners=False) - 0.5)
+    # to the 1e-4 floor of the initial log-weights, on logits up to ±16
+    assert torch.allclose(out, expected, atol=1e-2)
+
+
+def test_convex_upsampling_gradient_matches_finite_differences():
+    up = ConvexUpsampler(4).double()
+    torch.nn.init.normal_(up.weights.weight, std=0.3)
+    z = torch.randn(1, 4, 3, 4, dtype=torch.float64, requires_grad=True)
+    coarse = torch.randn(1, 1, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: up.upsample(a, b), (z, coarse))
+
+
+def test_warm_start_reproduces_the_smaller_refiner_until_trained():
+    small = Refiner(RefinerConfig(width=8, upsampler="convex")).eval()
+    for p in small.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    big = _extended().eval()
+    fresh = load_partial(big, small.state_dict())
+    assert fresh and all(name.startswith("attention.") and ".head." in name for name in fresh)
+    feats, scores = _features(), torch.randn(2, 1, 6, 8)
+    with torch.no_grad():
+        attention = big.attention_vectors(feats, torch.rand(2, 1, 6, 8))
+        assert torch.allclose(small(feats, scores, (96, 128)),
+                              big(feats, scores, (96, 128), torch.rand(2, 5, 6, 8), attention), atol=1e-5)
+
+
+def test_gradients_reach_the_evidence_and_attention_weights():
+    refiner = _extended(score_skip=False)
+    for p in refiner.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    feats = _features(b=2)
+    attention = refiner.attention_vectors(feats, torch.rand(2, 1, 6, 8))
+    refiner(feats, torch.randn(2, 1, 6, 8), (96, 128), torch.rand(2, 5, 6, 8), attention).mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in refiner.parameters())
+    assert refiner.tse["s4"].encode[0].weight.grad[:, -5:].abs().sum() > 0  # evidence input channels
+    assert refiner.attention["s16"].tse.encode[0].weight.grad.abs().sum() > 0
+    assert refiner.cab["s8"].gate[0].weight.grad[:, -8:].abs().sum() > 0  # attention input of the CAB
+
+
+def test_extended_refiner_round_trips_and_is_deterministic(tmp_path):
+    refiner = _extended().eval()
+    for p in refiner.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    save_refiner(refiner, tmp_path / "r.pt")
+    loaded = load_refiner(tmp_path / "r.pt")
+    assert loaded.config == refiner.config and loaded.config.evidence == ("gmm", "gdm")
+    feats, scores, ev = _features(), torch.randn(1, 1, 6, 8), torch.rand(1, 5, 6, 8)
+    with torch.no_grad():
+        a = refiner(feats, scores, (96, 128), ev, refiner.attention_vectors(feats, torch.rand(1, 1, 6, 8, generator=torch.Generator().manual_seed(1))))
+        b = loaded(feats, scores, (96, 128), ev, loaded.attention_vectors(feats, torch.rand(1, 1, 6, 8, generator=torch.Generator().manual_seed(1))))
+    assert torch.equal(a, b)

@@ -180,3 +180,30 @@ def test_step_runs_when_the_caller_is_in_inference_mode(clip):
     with torch.inference_mode():
         got = [seg.step(state, frames[i], first if i == 0 else None) for i in range(5)]
     assert all(np.array_equal(x, y) for x, y in zip(got, expected))
+
+
+def test_refiner_with_evidence_and_attention_keeps_them_in_the_state_and_resumes_exactly(clip, tmp_path):
+    """An evidence + attention refiner: the engine fits the appearance models at the start frame,
+    refreshes the attention at each target-model update, and a saved state continues identically."""
+    from vossegcli.engine.refiner import Refiner, RefinerConfig, save_refiner
+
+    frames, first = clip
+    torch.manual_seed(0)
+    refiner = Refiner(RefinerConfig(width=8, evidence=("gmm", "gdm", "dam"), attention=True, upsampler="convex"))
+    for p in refiner.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    save_refiner(refiner, tmp_path / "r.pt")
+    config = preset_config("default", update_interval=3, refiner=str(tmp_path / "r.pt"))
+    _, whole = _run(config, frames[:10], {0: first})
+    seg = Segmenter(config, device="cpu")
+    state = seg.new_state()
+    seg.step(state, frames[0], first)
+    assert state.evidence.kinds == ("gmm", "gdm", "dam") and state.attention.shape == (2, 4, 8)
+    start_attention = state.attention.clone()
+    for i in range(1, 5):
+        seg.step(state, frames[i], None)
+    assert not torch.equal(state.attention, start_attention)  # refreshed at the update on frame 3
+    state.save(tmp_path / "state.pt")
+    fresh = Segmenter(config, device="cpu")
+    rest = [r.labels for r in fresh.run(iter(frames[5:10]), {}, state=fresh.load_state(tmp_path / "state.pt"))]
+    assert all(np.array_equal(x, y) for x, y in zip(rest, whole[5:10]))

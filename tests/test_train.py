@@ -106,3 +106,24 @@ def test_train_with_a_region_loss_records_it_and_refuses_an_unknown_one(tmp_path
     assert ckpt["config"]["loss"] == "bce+lovasz" and ckpt["history"][0]["loss"] > 0
     result = runner.invoke(app, args + ["--loss", "focal", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "--loss focal" in result.output
+
+
+def test_train_with_evidence_attention_and_convex_upsampler_from_the_shipped_refiner(tmp_path):
+    """Three-frame training path of the extended refiner: it starts from the shipped weights and
+    saves a refiner whose config names its inputs; a wrong --evidence is refused in one line."""
+    from vossegcli.engine.refiner import default_refiner_path
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["train", "--data", "sample", "--out", str(out), "--device", "cpu", "--batch-size", "2",
+            "--val-frames", "4", "--crop", "128", "--steps", "2", "--evidence", "gdm,dam", "--attention",
+            "--upsampler", "convex"]
+    if default_refiner_path() is not None:
+        args += ["--init", "default"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    refiner = load_refiner(out / "refiner.pt")
+    assert refiner.config.evidence == ("gdm", "dam") and refiner.config.attention
+    assert refiner.config.upsampler == "convex"
+    result = runner.invoke(app, ["train", "--data", "sample", "--out", str(tmp_path / "bad"), "--evidence", "flow"])
+    assert result.exit_code != 0 and "unknown evidence flow" in result.output

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
+from vossegcli.engine.evidence import check_kinds, evidence_channels
 from vossegcli.engine.geometry import upsample_scores
 
 LEVELS = ("s32", "s16", "s8", "s4")  # deep to shallow
@@ -98,24 +99,27 @@ def _full(x: Tensor) -> Tensor:
 
 
 class TSE(nn.Module):
-    """Target segmentation encoder: (B, C_d, h, w) features + (B, 1, h, w) scores → (B, w, h, w)."""
+    """Target segmentation encoder: (B, C_d, h, w) features + (B, k, h, w) cues → (B, w, h, w).
 
-    def __init__(self, in_channels: int, width: int) -> None:
+    The cues are the target model's scores (k = 1), followed by any appearance evidence maps.
+    """
+
+    def __init__(self, in_channels: int, width: int, cues: int = 1) -> None:
         super().__init__()
         self.reduce = nn.Sequential(nn.Conv2d(in_channels, width, 1), nn.ReLU(inplace=True), nn.Conv2d(width, width, 1))
         self.encode = nn.Sequential(
-            nn.Conv2d(width + 1, width + 1, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(width + cues, width + 1, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(width + 1, width + 1, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(width + 1, width, 3, padding=1), nn.ReLU(inplace=True),
         )
 
-    def forward(self, features: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
-        """features (B, C_d, h, w), or (1, C_d, h, w) shared by B objects; scores (B, 1, h', w').
+    def forward(self, features: Tensor, cues: Tensor) -> tuple[Tensor, Tensor]:
+        """features (B, C_d, h, w), or (1, C_d, h, w) shared by B objects; cues (B, k, h', w').
         Returns (encoding (B, w, h, w), projected features (B, w, h, w))."""
         h = self.reduce(features)  # object-independent: computed once per frame
-        if h.shape[0] != scores.shape[0]:
-            h = h.expand(scores.shape[0], -1, -1, -1)
-        return self.encode(torch.cat([h, _resize(scores, h.shape[-2:])], dim=1)), h
+        if h.shape[0] != cues.shape[0]:
+            h = h.expand(cues.shape[0], -1, -1, -1)
+        return self.encode(torch.cat([h, _resize(cues, h.shape[-2:]).to(h.dtype)], dim=1)), h
 
 
 class RRB(nn.Module):
@@ -135,17 +139,37 @@ class RRB(nn.Module):
 
 
 class CAB(nn.Module):
-    """Channel attention block (DFN): gate the shallow map by both maps' global context."""
+    """Channel attention block (DFN): gate the shallow map by both maps' global context — and, with
+    target attention (DAVIS-2019 extension), by the level's attention vector too."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, attention: bool = False) -> None:
         super().__init__()
         self.gate = nn.Sequential(
-            nn.Conv2d(2 * width, width, 1), nn.ReLU(inplace=True), nn.Conv2d(width, width, 1), nn.Sigmoid()
+            nn.Conv2d((3 if attention else 2) * width, width, 1), nn.ReLU(inplace=True), nn.Conv2d(width, width, 1),
+            nn.Sigmoid(),
         )
 
-    def forward(self, shallow: Tensor, deep: Tensor) -> Tensor:
-        context = torch.cat([shallow.mean(dim=(2, 3), keepdim=True), deep.mean(dim=(2, 3), keepdim=True)], dim=1)
-        return shallow * self.gate(context) + _resize(deep, shallow.shape[-2:])
+    def forward(self, shallow: Tensor, deep: Tensor, attention: Tensor | None = None) -> Tensor:
+        """shallow (B, w, h, w'), deep (B, w, h2, w2) or (B, w, 1, 1), attention (B, w) or None."""
+        pooled = [shallow.mean(dim=(2, 3), keepdim=True), deep.mean(dim=(2, 3), keepdim=True)]
+        if attention is not None:
+            pooled.append(attention[:, :, None, None].to(shallow.dtype))
+        return shallow * self.gate(torch.cat(pooled, dim=1)) + _resize(deep, shallow.shape[-2:])
+
+
+class TargetAttention(nn.Module):
+    """Target attention of one level (FRTM DAVIS-2019 extension §2.3): a TSE over a past frame's
+    features and mask, global average pooling and two 1×1 convolutions → (B, w) attention vector."""
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__()
+        self.tse = TSE(in_channels, width)
+        self.head = nn.Sequential(nn.Conv2d(width, width, 1), nn.ReLU(inplace=True), nn.Conv2d(width, width, 1))
+
+    def forward(self, features: Tensor, masks: Tensor) -> Tensor:
+        """features (B or 1, C_d, h, w); masks (B, 1, h', w') target probabilities → (B, w)."""
+        t, _ = self.tse(features, masks)
+        return self.head(t.mean(dim=(2, 3), keepdim=True))[:, :, 0, 0]
 
 
 class Upsampler(nn.Module):
@@ -193,6 +217,52 @@ def _add_window(out: Tensor, window: tuple, src: Tensor) -> Tensor:
     return out + F.pad(src, (window[3].start, out.shape[-1] - window[3].stop, window[2].start, out.shape[-2] - window[2].stop))
 
 
+class ConvexUpsampler(nn.Module):
+    """Logits at stride 4 with a learned convex ×4 upsampling (as RAFT's flow upsampling).
+
+    (B, w, h, w') → (B, 1, 4h, 4w') logits: a 3×3 conv gives the stride-4 logit map; a 1×1 conv gives,
+    for each of the 16 output pixels of a cell, softmax weights over the cell's 3×3 neighbourhood;
+    each output pixel is that convex combination of stride-4 logits. Its bias starts at the log of
+    bilinear interpolation's weights, so an untrained upsampler interpolates bilinearly. All
+    full-resolution work is one weighted sum of 9 maps.
+    """
+
+    def __init__(self, width: int, factor: int = 4) -> None:
+        super().__init__()
+        self.factor = factor
+        self.logits = nn.Conv2d(width, 1, 3, padding=1)
+        self.weights = nn.Conv2d(width, 9 * factor * factor, 1)
+        nn.init.zeros_(self.weights.weight)
+        with torch.no_grad():
+            self.weights.bias.copy_(torch.log(_bilinear_weights(factor).clamp_min(1e-4)).flatten())
+
+    def upsample(self, z: Tensor, coarse: Tensor) -> Tensor:
+        """Convex ×factor upsampling of ``coarse`` (B, 1, h, w') with weights predicted from z."""
+        b, _, h, w = coarse.shape
+        f = self.factor
+        weights = torch.softmax(_full(self.weights(z)).reshape(b, 9, f * f, h, w), dim=1)
+        neighbours = F.unfold(F.pad(_full(coarse), (1, 1, 1, 1), mode="replicate"), 3).reshape(b, 9, 1, h, w)
+        return F.pixel_shuffle((weights * neighbours).sum(dim=1), f)
+
+
+def _bilinear_weights(factor: int) -> Tensor:
+    """(9, factor²): bilinear interpolation (align_corners=False) of the factor×factor output pixels of
+    a cell from its 3×3 neighbourhood, as convex weights (neighbour index 3·(dy+1) + (dx+1))."""
+    offsets = [(2 * j + 1 - factor) / (2 * factor) for j in range(factor)]  # sub-pixel offsets in cells
+
+    def taps(o: float) -> list[float]:
+        return [max(-o, 0.0), 1 - abs(o), max(o, 0.0)]
+
+    out = torch.zeros(9, factor * factor)
+    for sy, oy in enumerate(offsets):
+        for sx, ox in enumerate(offsets):
+            out[:, sy * factor + sx] = torch.outer(torch.tensor(taps(oy)), torch.tensor(taps(ox))).flatten()
+    return out
+
+
+UPSAMPLERS = ("learned", "convex")
+
+
 @dataclass(frozen=True)
 class RefinerConfig:
     width: int = 32
@@ -202,44 +272,125 @@ class RefinerConfig:
     #: and training learns corrections to it. Not in the paper; measured in docs/RESULTS.md.
     score_skip: bool = True
     skip_init: float = 8.0
+    #: Appearance evidence maps taken beside the scores (engine/evidence.py: "gmm", "gdm", "dam").
+    evidence: tuple[str, ...] = ()
+    #: Target attention vectors in every CAB (DAVIS-2019 extension); the engine refreshes them from
+    #: the latest frame and mask whenever the target model is updated.
+    attention: bool = False
+    #: "learned": bicubic ×2, conv, bicubic ×2, conv at full resolution (the DAVIS-2019 upsampler);
+    #: "convex": logits at stride 4 and a learned convex ×4 upsampling (:class:`ConvexUpsampler`).
+    upsampler: str = "learned"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "evidence", check_kinds(self.evidence))
+        if self.upsampler not in UPSAMPLERS:
+            raise ValueError(f"unknown upsampler {self.upsampler!r}; choose from {', '.join(UPSAMPLERS)}")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["evidence"] = list(self.evidence)
+        return d
 
 
 class Refiner(nn.Module):
-    """Coarse target scores + backbone features → full-resolution mask logits."""
+    """Coarse target scores (+ evidence, + attention) and backbone features → full-resolution logits."""
 
     def __init__(self, config: RefinerConfig | None = None, channels: dict[str, int] | None = None) -> None:
         super().__init__()
         self.config = config or RefinerConfig()
         channels = channels or Backbone.CHANNELS
         w = self.config.width
-        self.tse = nn.ModuleDict({lvl: TSE(channels[lvl], w) for lvl in LEVELS})
+        cues = 1 + evidence_channels(self.config.evidence)
+        self.tse = nn.ModuleDict({lvl: TSE(channels[lvl], w, cues) for lvl in LEVELS})
         self.rrb1 = nn.ModuleDict({lvl: RRB(w) for lvl in LEVELS})
-        self.cab = nn.ModuleDict({lvl: CAB(w) for lvl in LEVELS})
+        self.cab = nn.ModuleDict({lvl: CAB(w, self.config.attention) for lvl in LEVELS})
         self.rrb2 = nn.ModuleDict({lvl: RRB(w) for lvl in LEVELS})
-        self.upsampler = Upsampler(w)
+        if self.config.attention:
+            self.attention = nn.ModuleDict({lvl: TargetAttention(channels[lvl], w) for lvl in LEVELS})
+        if self.config.upsampler == "convex":
+            self.upsampler = ConvexUpsampler(w)
+            last = self.upsampler.logits
+        else:
+            self.upsampler = Upsampler(w)
+            last = self.upsampler.conv2
         if self.config.score_skip:
             self.skip_scale = nn.Parameter(torch.tensor(float(self.config.skip_init)))
-            nn.init.zeros_(self.upsampler.conv2.weight)
-            nn.init.zeros_(self.upsampler.conv2.bias)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
-    def forward(self, features: BackboneFeatures, scores: Tensor, out_hw: tuple[int, int]) -> Tensor:
+    def attention_vectors(self, features: BackboneFeatures, masks: Tensor) -> Tensor:
+        """features of one frame (or of B frames); masks (B, 1, h, w) the objects' target
+        probabilities there (any resolution) → (B, 4, w) attention vectors, one per level."""
+        return torch.stack([self.attention[lvl](getattr(features, lvl), masks) for lvl in LEVELS], dim=1).float()
+
+    def forward(self, features: BackboneFeatures, scores: Tensor, out_hw: tuple[int, int],
+                evidence: Tensor | None = None, attention: Tensor | None = None) -> Tensor:
         """features: backbone features of B frames (or of 1 frame, broadcast over B objects);
-        scores: (B, 1, h16, w16) raw target-model scores → (B, 1, H, W) logits."""
+        scores: (B, 1, h16, w16) raw target-model scores; evidence: (B, k, h16, w16) appearance maps
+        (exactly the config's kinds); attention: (B, 4, w) from :meth:`attention_vectors`
+        → (B, 1, H, W) logits."""
+        k = evidence_channels(self.config.evidence)
+        if k:
+            if evidence is None or evidence.shape[1] != k:
+                raise ValueError(f"this refiner takes {k} evidence channels ({', '.join(self.config.evidence)})")
+            cues = torch.cat([scores, evidence.to(scores.dtype)], dim=1)
+        else:
+            cues = scores
+        if self.config.attention and attention is None:
+            raise ValueError("this refiner takes target attention vectors (see attention_vectors)")
         z: Tensor | None = None
-        for lvl in LEVELS:
+        for i, lvl in enumerate(LEVELS):
             x = getattr(features, lvl)
-            t, projected = self.tse[lvl](x, scores)
+            t, projected = self.tse[lvl](x, cues)
             r = self.rrb1[lvl](t)
             deep = projected.mean(dim=(2, 3), keepdim=True) if z is None else z
-            z = self.rrb2[lvl](self.cab[lvl](r, deep))
+            z = self.rrb2[lvl](self.cab[lvl](r, deep, attention[:, i] if self.config.attention else None))
         assert z is not None
+        if self.config.upsampler == "convex":
+            coarse = _full(self.upsampler.logits(z))
+            if self.config.score_skip:
+                coarse = coarse + self.skip_scale * (_resize(scores, coarse.shape[-2:]) - 0.5)
+            logits = self.upsampler.upsample(z, coarse)
+            if logits.shape[-2] >= out_hw[0] and logits.shape[-1] >= out_hw[1]:
+                return logits[..., : out_hw[0], : out_hw[1]]
+            return _resize(logits, out_hw)
         logits = self.upsampler(z, out_hw)
         if self.config.score_skip:
             logits = logits + self.skip_scale * (upsample_scores(scores, tuple(out_hw), 1) - 0.5)
         return logits
+
+
+def load_partial(refiner: Refiner, state_dict: dict[str, Tensor]) -> list[str]:
+    """Start ``refiner`` from another refiner's weights (a warm start for a larger design).
+
+    Tensors of the same name and shape are copied. A convolution that grew along its input-channel
+    axis (a TSE taking evidence maps, a CAB taking attention) gets the old weights in its leading
+    input channels and zeros in the new ones, so it computes what the old one did until trained.
+    Returns the names left at their fresh initialization.
+    """
+    fresh = []
+    own = refiner.state_dict()
+    with torch.no_grad():
+        for name, target in own.items():
+            source = state_dict.get(name)
+            if source is None and name.startswith("attention.") and ".tse." in name:
+                # a level's attention TSE starts as a copy of the level's main TSE
+                _, lvl, rest = name.split(".", 2)
+                source = state_dict.get(f"tse.{lvl}.{rest[len('tse.'):]}")
+                if source is not None and source.dim() == 4 and source.shape[1] > target.shape[1]:
+                    source = source[:, : target.shape[1]]
+            if source is None:
+                fresh.append(name)
+            elif source.shape == target.shape:
+                target.copy_(source)
+            elif (source.dim() == 4 and source.shape[0] == target.shape[0] and source.shape[2:] == target.shape[2:]
+                  and source.shape[1] < target.shape[1]):
+                target.zero_()
+                target[:, : source.shape[1]] = source
+            else:
+                fresh.append(name)
+    refiner.load_state_dict(own)
+    return fresh
 
 
 # -- weights files -------------------------------------------------------------------------------
@@ -262,7 +413,9 @@ def save_refiner(refiner: Refiner, path: Path, meta: dict | None = None) -> None
 def load_refiner(path: Path, device: torch.device | str = "cpu") -> Refiner:
     """Load a refiner saved by :func:`save_refiner` (eval mode)."""
     blob = torch.load(path, map_location=device, weights_only=True)
-    refiner = Refiner(RefinerConfig(**blob["config"]))
+    config = dict(blob["config"])
+    config["evidence"] = tuple(config.get("evidence", ()))
+    refiner = Refiner(RefinerConfig(**config))
     refiner.load_state_dict(blob["state_dict"])
     return refiner.to(device).eval()
 

@@ -49,6 +49,7 @@ from vossegcli.engine.backbone import Backbone, BackboneFeatures
 from vossegcli.engine.device import (
     configure_determinism, precision_name, resolve_device, resolve_precision, tune_cpu_allocator,
 )
+from vossegcli.engine.evidence import AppearanceEvidence, evidence_channels
 from vossegcli.engine.geometry import FEATURE_STRIDE, downsample_mask, label_grid_size, upsample_scores
 from vossegcli.engine.memory import SampleMemory
 from vossegcli.engine.merge import LOGIT_LIMIT, label_map_from_logits, soft_aggregate, winner_labels
@@ -183,7 +184,10 @@ class Segmenter:
     # -- per-video state -----------------------------------------------------------------------
     def new_state(self) -> VideoState:
         """An empty state for a new video."""
-        return VideoState(config=self._config_dict)
+        state = VideoState(config=self._config_dict)
+        if self.refiner is not None and self.refiner.config.evidence:
+            state.evidence = AppearanceEvidence(self.refiner.config.evidence)
+        return state
 
     def load_state(self, path: str | Path) -> VideoState:
         """A state saved by :meth:`VideoState.save` with this engine's settings (ValueError otherwise)."""
@@ -217,7 +221,13 @@ class Segmenter:
             rgb = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)
             feats = self.backbone(rgb[None])
             if self.refiner is not None:
-                self.refiner(feats, torch.zeros((1, 1, *feats.s16.shape[-2:]), device=self.device), frame.shape[:2])
+                grid = feats.s16.shape[-2:]
+                cfg = self.refiner.config
+                evidence = torch.zeros((1, evidence_channels(cfg.evidence), *grid), device=self.device)
+                attention = self.refiner.attention_vectors(feats, torch.zeros((1, 1, *grid), device=self.device)) \
+                    if cfg.attention else None
+                self.refiner(feats, torch.zeros((1, 1, *grid), device=self.device), frame.shape[:2],
+                             evidence if cfg.evidence else None, attention)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
@@ -299,7 +309,7 @@ class Segmenter:
         if given is not None:
             labels = torch.where(given > 0, given, labels)
             t = time.perf_counter()
-            self._start_objects(state, rgb, x, given)
+            self._start_objects(state, rgb, x, given, feats)
             self._timed(state, "target_init", t)
         return labels
 
@@ -337,8 +347,9 @@ class Segmenter:
         projected = project_frame(x, state.w1)  # (N, h, w, c)
         scores = score_projected_batched(projected, state.w2)[:, None]  # (N, 1, h, w)
         if self.refiner is not None:
+            evidence = state.evidence.maps(self._raw_s16(feats)) if state.evidence is not None else None
             with self._autocast():
-                logits = self.refiner(feats, scores, frame_hw)[:, 0].float()
+                logits = self.refiner(feats, scores, frame_hw, evidence, state.attention)[:, 0].float()
         else:
             logits = cfg.score_sharpness * (upsample_scores(scores, frame_hw, 1)[:, 0] - 0.5)
         if given is not None:
@@ -347,7 +358,7 @@ class Segmenter:
         labels = label_map_from_logits(logits, state.objects.ids_tensor(self.device))
         t = self._timed(state, "merge", t)
         if cfg.updates:
-            self._update(state, scores, projected, logits, given)
+            self._update(state, scores, projected, logits, given, feats)
             self._timed(state, "target_update", t)
         return labels
 
@@ -371,18 +382,34 @@ class Segmenter:
         return winner_labels(soft_aggregate(probs))
 
     def _update(self, state: VideoState, scores: torch.Tensor, projected: torch.Tensor, logits: torch.Tensor,
-                given: torch.Tensor | None) -> None:
-        """Add this frame to every object's memory; re-optimize w2 of the objects due (as one batch)."""
+                given: torch.Tensor | None, feats: BackboneFeatures) -> None:
+        """Add this frame to every object's memory (and appearance models); re-optimize w2 of the
+        objects due (as one batch) and refresh their target attention from this frame."""
         cfg = self.config
         soft = self._memory_labels(scores, logits, given, state.frame_hw)
         accept = (soft > 0.5).flatten(1).sum(dim=1) * cfg.label_stride**2 >= cfg.min_update_pixels
         state.memory.insert(projected, soft, accept)
+        if state.evidence is not None:
+            state.evidence.update(self._raw_s16(feats), soft, accept)
         tracked = state.objects.frames_tracked
         for slot in range(len(tracked)):
             tracked[slot] += 1
         due = [slot for slot, n in enumerate(tracked) if n % cfg.update_interval == 0]
         if due:
             self._optimize_w2(state, due, cfg.update_cg_iterations)
+            fresh = [slot for slot in due if bool(accept[slot])]
+            if state.attention is not None and fresh:
+                state.attention = state.attention.clone()
+                state.attention[fresh] = self._attention(feats, soft[fresh])
+
+    def _raw_s16(self, feats: BackboneFeatures) -> torch.Tensor:
+        """(C, h, w) float32 stride-16 features of a one-frame BackboneFeatures (for the appearance models)."""
+        return feats.s16[0].float()
+
+    def _attention(self, feats: BackboneFeatures, masks: torch.Tensor) -> torch.Tensor:
+        """(n, 4, w) target attention vectors from one frame's features and n masks (n, H', W')."""
+        with self._autocast():
+            return self.refiner.attention_vectors(feats, masks[:, None].float())
 
     def _optimize_w2(self, state: VideoState, slots: Sequence[int], cg_iterations: int) -> None:
         """One GN step of ``cg_iterations`` CG iterations on w2 (w1 frozen) over the memories of ``slots``."""
@@ -400,12 +427,19 @@ class Segmenter:
             state.w2 = state.w2.clone()
             state.w2[list(slots)] = w2
 
-    def _start_objects(self, state: VideoState, rgb: torch.Tensor, x: torch.Tensor, given: torch.Tensor) -> None:
-        """Train the target models (and fill the memories) of every object id in ``given`` ((H, W) ids)."""
+    def _start_objects(self, state: VideoState, rgb: torch.Tensor, x: torch.Tensor, given: torch.Tensor,
+                       feats: BackboneFeatures) -> None:
+        """Train the target models (and fill the memories, fit the appearance models, take the
+        attention vectors) of every object id in ``given`` ((H, W) ids)."""
         cfg = self.config
         new_ids = [i for i in torch.unique(given).tolist() if i != 0]
         slots = state.objects.add(new_ids, state.frame_index)
         masks = torch.stack([(given == i).float() for i in new_ids])  # (n, H, W)
+        if state.evidence is not None:
+            state.evidence.add_objects(self._raw_s16(feats), masks)
+        if self.refiner is not None and self.refiner.config.attention:
+            vectors = self._attention(feats, masks)
+            state.attention = vectors if state.attention is None else torch.cat([state.attention, vectors])
         w1, w2, features, labels, weights = fit_target_models(
             x, rgb, masks, cfg, self._features, self.solver, seeds=[cfg.seed * 1000 + i for i in new_ids],
             upsample_op=self._upsample_op,

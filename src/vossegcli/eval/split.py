@@ -116,3 +116,22 @@ def ablation_variants(seed: int = 0) -> dict[str, SegmenterConfig]:
         if refiner_file("default")[0] is not None:
             variants[f"{preset}: + refiner"] = replace(full, refiner="default")
     return variants
+
+
+def score_yardsticks(data: Path, config: SegmenterConfig, out: Path, device: str = "cpu") -> dict:
+    """Issue 11's two yardsticks for one engine configuration: J&F (and J, F, FPS) on `val` and on
+    `val-synth` (with its per-scenario means), and the mean of the two J&F, in percent."""
+    row: dict = {}
+    for split in ("val", "val-synth"):
+        run = run_split(data, split, Path(out) / split, config, device=device)
+        row[split] = round(100 * run.scores.jf_mean, 2)
+        row[f"{split}_J"] = round(100 * run.scores.j_mean, 2)
+        row[f"{split}_F"] = round(100 * run.scores.f_mean, 2)
+        row[f"{split}_fps"] = round(run.mean_fps, 2)
+        if split == "val-synth":
+            by: dict[str, list[float]] = {}
+            for name, (_, _, jf) in run.scores.per_sequence().items():
+                by.setdefault(name.rsplit("-", 1)[0], []).append(jf)
+            row["val-synth_by_scenario"] = {k: round(100 * sum(v) / len(v), 1) for k, v in by.items()}
+    row["mean"] = round((row["val"] + row["val-synth"]) / 2, 2)
+    return row

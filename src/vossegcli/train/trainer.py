@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
 from vossegcli.engine.optim import GaussNewtonCG
-from vossegcli.engine.refiner import Refiner, RefinerConfig, save_refiner
+from vossegcli.engine.evidence import AppearanceEvidence, pool_masks
+from vossegcli.engine.refiner import Refiner, RefinerConfig, load_partial, load_refiner, save_refiner
 from vossegcli.engine.segmenter import Segmenter, SegmenterConfig, fit_target_model, preset_config
 from vossegcli.engine.target_model import TargetModel
 from vossegcli.eval.metrics import boundary_measure, region_similarity
@@ -65,6 +66,14 @@ class TrainConfig:
     val_every: int = 0  #: validation J&F on the val split every n steps (0: only at the end)
     val_frames: int = 0  #: limit validation to the first n frames per sequence (0: all)
     refiner_width: int = 32
+    #: appearance evidence the refiner takes, comma-separated ("gmm", "gdm", "dam"; "" for none)
+    evidence: str = ""
+    #: target attention vectors in the refiner's CABs (DAVIS-2019 extension)
+    attention: bool = False
+    #: the refiner's last stage: "learned" (full-resolution convolutions) or "convex" (stride 4)
+    upsampler: str = "learned"
+    #: a refiner weights file to start from (matching weights copied, new inputs start at zero)
+    init: str = ""
     seed: int = 0
     data: str = ""  #: "sample" or the folder holding davis16-train/ and ecssd/
 
@@ -176,6 +185,26 @@ def _crop_features(feats: dict[str, torch.Tensor], y: int, x: int, side: int) ->
             ((lvl, (LEVEL_STRIDES[lvl], feats[lvl])) for lvl in LEVEL_STRIDES)}
 
 
+@dataclass
+class Batch:
+    features: BackboneFeatures  #: crops, (B, C_d, side/s, side/s) per level
+    scores: torch.Tensor  #: (B, 1, side/16, side/16)
+    labels: torch.Tensor  #: (B, 1, side, side)
+    side: int
+    evidence: torch.Tensor | None  #: (B, k, side/16, side/16)
+    prev: list[tuple[CachedClip, int, int]] | None  #: per item (clip, previous frame, object), for attention
+
+
+def _previous_frame(frames: list[int], count: int) -> int:
+    """The frame just before the earliest segmented frame (just after it at the clip's start,
+    skipping the other segmented frame): never a frame that is itself segmented."""
+    first = min(frames)
+    for candidate in (first - 1, first + 1, first + 2):
+        if 0 <= candidate < count and candidate not in frames:
+            return candidate
+    return first
+
+
 class RefinerTrainer:
     """Builds the caches, then trains R; see the module docstring."""
 
@@ -189,7 +218,12 @@ class RefinerTrainer:
         self.engine = preset_config("default", seed=config.seed)
         self.backbone = Backbone().to(device)
         torch.manual_seed(config.seed)
-        self.refiner = Refiner(RefinerConfig(width=config.refiner_width)).to(device)
+        kinds = tuple(k for k in config.evidence.split(",") if k)
+        self.refiner = Refiner(RefinerConfig(width=config.refiner_width, evidence=kinds, attention=config.attention,
+                                             upsampler=config.upsampler)).to(device)
+        self.fresh_weights: list[str] = []
+        if config.init:
+            self.fresh_weights = load_partial(self.refiner, load_refiner(Path(config.init)).state_dict())
         self.optimizer = torch.optim.Adam(self.refiner.parameters(), lr=config.lr,
                                           weight_decay=config.weight_decay, amsgrad=True)
         self.step = 0
@@ -235,28 +269,68 @@ class RefinerTrainer:
         ref, obj = self.rng.choice(sorted(clip.targets))
         return clip, ref, obj
 
-    def _batch(self):
-        feats, scores, labels = [], [], []
+    def _batch(self) -> "Batch":
+        """One step's crops. Per sample: D from the reference frame; two segmented frames; and a
+        "previous" frame (ground truth mask) that gives the target attention and the appearance
+        models' update — three frames, as the DAVIS-2019 extension trains its attention."""
+        cfg = self.refiner.config
+        items = []
         for _ in range(self.cfg.batch_size):
             clip, ref, obj = self._sample()
             w1, w2 = clip.targets[(ref, obj)]
             model = TargetModel(w1.to(self.device), w2.to(self.device))
             others = [i for i in range(len(clip.labels)) if i != ref] or [ref]
-            for frame in self.rng.sample(others, min(2, len(others))):
+            frames = self.rng.sample(others, min(2, len(others)))
+            prev = _previous_frame(frames, len(clip.labels))
+            evidence = self._evidence(clip, ref, prev, obj) if cfg.evidence else None
+            for frame in frames:
                 f = {k: v.to(self.device).float() for k, v in clip.features[frame].items()}
                 s = model(f["s16"][None] * self.engine.feature_scale)[0]  # (1, h16, w16), full frame
                 label = clip.labels[frame]
                 distractor = _distractor(s, label, obj) if self.cfg.distractor_windows > 0 else None
                 y, x, side = _crop_window(label, obj, self.cfg.crop, self.rng, self.cfg.object_windows,
                                           distractor, self.cfg.distractor_windows)
-                f = _crop_features(f, y, x, side)
-                feats.append(f)
-                scores.append(s[:, y // 16:(y + side) // 16, x // 16:(x + side) // 16])
-                labels.append((label[y:y + side, x:x + side] == obj).float())
-        side = min(t.shape[-1] for t in labels)
-        keep = [i for i, t in enumerate(labels) if t.shape[-1] == side and t.shape[-2] == side]
-        batch = BackboneFeatures(**{lvl: torch.stack([feats[i][lvl] for i in keep]) for lvl in LEVEL_STRIDES})
-        return batch, torch.stack([scores[i] for i in keep]), torch.stack([labels[i] for i in keep])[:, None].to(self.device), side
+                cells = (slice(None), slice(y // 16, (y + side) // 16), slice(x // 16, (x + side) // 16))
+                items.append({
+                    "features": _crop_features(f, y, x, side), "scores": s[cells],
+                    "label": (label[y:y + side, x:x + side] == obj).float(), "side": side,
+                    "evidence": evidence.maps(f["s16"])[0][cells] if evidence is not None else None,
+                    "prev": (clip, prev, obj),
+                })
+        side = min(it["side"] for it in items)
+        items = [it for it in items if it["side"] == side and tuple(it["label"].shape) == (side, side)]
+        feats = BackboneFeatures(**{lvl: torch.stack([it["features"][lvl] for it in items]) for lvl in LEVEL_STRIDES})
+        return Batch(
+            feats, torch.stack([it["scores"] for it in items]),
+            torch.stack([it["label"] for it in items])[:, None].to(self.device), side,
+            torch.stack([it["evidence"] for it in items]) if cfg.evidence else None,
+            [it["prev"] for it in items] if cfg.attention else None,
+        )
+
+    def _evidence(self, clip: CachedClip, ref: int, prev: int, obj: int) -> AppearanceEvidence:
+        """The object's appearance models as the engine has them when it reaches a frame after
+        ``prev``: fitted on the reference frame, updated with the previous frame (ground truth)."""
+        evidence = AppearanceEvidence(self.refiner.config.evidence)
+        for i, frame in enumerate((ref, prev)):
+            f = clip.features[frame]["s16"].to(self.device).float()
+            mask = (clip.labels[frame] == obj).to(self.device)[None].float()
+            if i == 0:
+                evidence.add_objects(f, mask)
+            elif frame != ref:
+                evidence.update(f, mask)
+        return evidence
+
+    def _attention(self, prevs: list[tuple[CachedClip, int, int]]) -> torch.Tensor:
+        """(B, 4, w) attention vectors from each item's previous frame (full frame, ground truth)."""
+        vectors, cache = [], {}
+        for clip, frame, obj in prevs:
+            key = (clip.name, frame, obj)
+            if key not in cache:  # an item's two segmented frames share their previous frame
+                f = BackboneFeatures(**{k: v.to(self.device).float()[None] for k, v in clip.features[frame].items()})
+                mask = pool_masks((clip.labels[frame] == obj).to(self.device)[None], f.s4.shape[-2:])
+                cache[key] = self.refiner.attention_vectors(f, mask[:, None])
+            vectors.append(cache[key])
+        return torch.cat(vectors)
 
     def learning_rate(self, step: int) -> float:
         """Step schedule (as the reference's StepLR, scaled to our run length): ``lr`` until
@@ -270,8 +344,10 @@ class RefinerTrainer:
         while self.step < cfg.steps:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate(self.step)
-            feats, scores, labels, side = self._batch()
-            logits = self.refiner(feats, scores, (side, side))
+            batch = self._batch()
+            attention = self._attention(batch.prev) if batch.prev is not None else None
+            logits = self.refiner(batch.features, batch.scores, (batch.side, batch.side), batch.evidence, attention)
+            labels = batch.labels
             loss = refiner_loss(logits, labels, cfg.loss)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
