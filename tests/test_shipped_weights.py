@@ -19,9 +19,13 @@ def test_manifest_describes_the_shipped_refiner(entry):
     assert path is not None and path.name == entry["file"]
     assert sha256_of(path) == entry["sha256"]
     assert path.stat().st_size < 20 * 2**20
-    for key in ("training_data", "steps", "command", "wall_time", "device", "val_jf", "license"):
+    for key in ("training_data", "steps", "command", "wall_time", "device", "scores", "license", "init"):
         assert entry[key], key
     assert "vosseg train" in entry["command"]
+    assert entry["scores"]["val"] > 0 and entry["scores"]["val-synth"] > 0
+    # the manifest's config is the file's
+    config = load_refiner(path).config.as_dict()
+    assert all(config[k] == v for k, v in entry["config"].items())
 
 
 def test_shipped_refiner_improves_the_bundled_sample_over_the_target_models_alone():

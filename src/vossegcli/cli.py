@@ -599,13 +599,13 @@ def train(
     lr_drop: float = typer.Option(0.8, help="Divide the learning rate by 10 from this fraction of --steps on."),
     crop: int = typer.Option(256, help="Training crop side in pixels (multiple of 32)."),
     synthetic_ratio: float = typer.Option(0.5, help="Share of samples drawn from synthetic clips."),
-    synthetic_clips: int = typer.Option(150, help="Synthetic clips generated (and cached)."),
+    synthetic_clips: int = typer.Option(400, help="Synthetic clips generated (and cached)."),
     synthetic_data: str = typer.Option(
-        "ecssd", help="Objects and backgrounds of synthetic clips: ecssd, or ecssd+duts (adds DUTS-TR's 6300 training "
+        "ecssd+duts", help="Objects and backgrounds of synthetic clips: ecssd, or ecssd+duts (adds DUTS-TR's 6300 training "
         "images; its held-out tenth stays for val-synth).",
     ),
     synthetic_motion: str = typer.Option(
-        "simple", help="simple (rigid motion) or realistic (also non-rigid warps, fast motion with blur, lighting change).",
+        "realistic", help="simple (rigid motion) or realistic (also non-rigid warps, fast motion with blur, lighting change).",
     ),
     loss: str = typer.Option("bce", help="bce, bce+dice or bce+lovasz (a region loss added to cross-entropy)."),
     object_windows: float = typer.Option(0.5, help="Share of training crops centred on the object."),
@@ -618,8 +618,10 @@ def train(
         "mixtures), gdm (directional matching to the start and previous frames), dam (von Mises-Fisher mixtures).",
     ),
     attention: bool = typer.Option(False, help="Target attention vectors in the refiner (DAVIS-2019 extension)."),
-    upsampler: str = typer.Option("learned", help="learned (full-resolution convolutions) or convex (cheaper: stride 4 "
-                                  "logits, learned convex x4 upsampling)."),
+    upsampler: str = typer.Option(
+        "convex", help="convex (stride-4 logits, learned convex x4 upsampling) or learned (the older, costlier "
+        "full-resolution convolutions).",
+    ),
     init: str = typer.Option("", help="Start from this refiner weights file ('default': the shipped one); new inputs "
                              "start at zero, so training begins from what that refiner does."),
     val_every: int = typer.Option(0, help="Validation J&F every N steps (0: only at the end)."),
@@ -713,7 +715,7 @@ def _refiner_info() -> dict:
         "file": str(path),
         "sha256": sha,
         "manifest_sha256_matches": sha == entry.get("sha256"),
-        "val_jf": entry.get("val_jf"),
+        "scores": {k: v for k, v in (entry.get("scores") or {}).items() if k in ("val", "val-synth", "mean")},
         "license": entry.get("license", "Apache-2.0"),
     }
 

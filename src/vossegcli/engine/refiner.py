@@ -1,23 +1,27 @@
-"""The refinement network R (FRTM-VOS section 3.2, with the DAVIS-2019 extension's upsampler).
+"""The refinement network R (FRTM-VOS section 3.2, with the DAVIS-2019 extension's parts).
 
 R turns the target model's coarse stride-16 score map into full-resolution mask logits, using the
 backbone features of the frame at strides 32, 16, 8 and 4. It runs deep-to-shallow, U-Net style:
 
     for each level d (s32 → s4), with features x_d and the previous level's output z:
-        t  = TSE_d(x_d, s)           # project x_d, concatenate the resized score map, 3 convs
+        t  = TSE_d(x_d, cues)        # project x_d, concatenate the resized cues, 3 convs
         r  = RRB(t)                  # residual refinement block
-        r  = CAB(r, deep)            # channel attention gated by the deeper output (or t's mean)
+        r  = CAB(r, deep[, a_d])     # channel attention gated by the deeper output (and attention)
         z  = RRB(r)
-    logits = Upsampler(z_s4)        # ×2, conv, ×2, conv → frame size
+    logits = upsampler(z_s4)         # convex ×4 (default) or the learned full-resolution upsampler
 
-* TSE (target segmentation encoder): 1×1 conv C_d→w, ReLU, 1×1 conv w→w; concatenate the score
-  map (bilinearly resized to the level); three 3×3 convs with ReLU.
+* cues: the target model's scores, then any appearance evidence maps the config names
+  (``evidence``: GMM, GDM, DAM — :mod:`vossegcli.engine.evidence`).
+* TSE (target segmentation encoder): 1×1 conv C_d→w, ReLU, 1×1 conv w→w; concatenate the cues
+  (bilinearly resized to the level); three 3×3 convs with ReLU.
 * RRB: a = 1×1 conv; out = ReLU(a + conv3×3(ReLU(BN(conv3×3(a))))).
-* CAB: per-channel gate = sigmoid(conv1×1(ReLU(conv1×1([GAP(shallow), GAP(deep)])))); out =
+* CAB: per-channel gate = sigmoid(conv1×1(ReLU(conv1×1([GAP(shallow), GAP(deep)(, a_d)])))); out =
   shallow · gate + resize(deep). At the deepest level "deep" is the global average of the TSE's
-  projected features.
-* Upsampler: ×2 bicubic, 3×3 conv w→w/2, ReLU, ×2 bicubic, bilinear to the frame size, 3×3 conv
-  w/2→1. The last conv runs at full resolution; the output is logits (apply a sigmoid outside).
+  projected features. ``a_d`` is the level's target attention vector (``attention``): a TSE over a
+  past frame's features and mask, global average pooling, two 1×1 convs (DAVIS-2019 §2.3).
+* Upsamplers: "convex" — a 3×3 conv gives logits at stride 4 and a 1×1 conv convex weights that
+  upsample them ×4 (:class:`ConvexUpsampler`); "learned" — ×2 bicubic, 3×3 conv w→w/2, ReLU, ×2
+  bicubic, bilinear to the frame size, 3×3 conv w/2→1 at full resolution (:class:`Upsampler`).
 
 Widths: the reference uses 64 channels everywhere; ``width`` is a parameter (default 32 — chosen
 for CPU cost, see docs/RESULTS.md).

@@ -52,12 +52,12 @@ class TrainConfig:
     synthetic_ratio: float = 0.5  #: probability that a sample comes from a synthetic clip
     object_windows: float = 0.5  #: share of crops centred on the object
     distractor_windows: float = 0.25  #: share of crops centred on D's strongest false positive
-    synthetic_clips: int = 150
+    synthetic_clips: int = 400
     synthetic_frames: int = 3
     #: where synthetic clips take their objects and backgrounds: "ecssd" or "ecssd+duts"
-    synthetic_data: str = "ecssd"
+    synthetic_data: str = "ecssd+duts"
     #: "simple" (rigid motion) or "realistic" (+ non-rigid warps, fast motion with blur, lighting)
-    synthetic_motion: str = "simple"
+    synthetic_motion: str = "realistic"
     #: "bce", "bce+dice" or "bce+lovasz" (train/losses.py)
     loss: str = "bce"
     refs_per_sequence: int = 4  #: reference frames per real sequence (each gets a cached D)
@@ -71,7 +71,7 @@ class TrainConfig:
     #: target attention vectors in the refiner's CABs (DAVIS-2019 extension)
     attention: bool = False
     #: the refiner's last stage: "learned" (full-resolution convolutions) or "convex" (stride 4)
-    upsampler: str = "learned"
+    upsampler: str = "convex"
     #: a refiner weights file to start from (matching weights copied, new inputs start at zero)
     init: str = ""
     seed: int = 0
