@@ -43,6 +43,11 @@ def _flat(features: Tensor) -> Tensor:
     return features.float().flatten(1).t()
 
 
+def unit_pixels(features: Tensor) -> Tensor:
+    """(C, h, w) → (h·w, C) float32 unit vectors: each pixel's feature direction."""
+    return F.normalize(_flat(features), dim=1)
+
+
 # -- GDM -----------------------------------------------------------------------------------------
 def directional_matching(current: Tensor, reference: Tensor, reference_mask: Tensor) -> Tensor:
     """GDM maps of ``current`` against one reference frame.
@@ -57,7 +62,7 @@ def directional_matching(current: Tensor, reference: Tensor, reference_mask: Ten
         :data:`NO_MATCH` where the reference has no pixel of that kind.
     """
     c, h, w = current.shape
-    return matching_maps(F.normalize(_flat(current), dim=1), F.normalize(_flat(reference), dim=1),
+    return matching_maps(unit_pixels(current), unit_pixels(reference),
                          reference_mask.reshape(1, -1))[0].reshape(2, h, w)
 
 
@@ -169,10 +174,6 @@ def gmm_posterior(features: Tensor, mean: Tensor, var: Tensor) -> Tensor:
 
 
 # -- DAM (von Mises–Fisher) ----------------------------------------------------------------------
-def _directions(features: Tensor) -> Tensor:
-    return F.normalize(_flat(features), dim=1)
-
-
 def _mean_directions(g: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
     """g (P, C) unit, alpha (N, K, P) → ML mean directions (N, K, C) and weights (N, K)."""
     return F.normalize(alpha @ g, dim=-1), alpha.sum(dim=-1)
@@ -182,7 +183,7 @@ def vmf_fit(features: Tensor, masks: Tensor) -> Tensor:
     """Start-frame fit: (C, h, w), masks (N, h, w) → mean directions (N, 4, C); the supplementary
     pair starts equal to the base pair."""
     m = masks.float().flatten(1)
-    mu, _ = _mean_directions(_directions(features), torch.stack([1 - m, m], dim=1))
+    mu, _ = _mean_directions(unit_pixels(features), torch.stack([1 - m, m], dim=1))
     return torch.cat([mu, mu], dim=1)
 
 
@@ -190,7 +191,7 @@ def vmf_update(features: Tensor, masks: Tensor, mu: Tensor, rate: float, accept:
     """Move the supplementary pair towards this frame's mean directions: μ ← norm((1−λ)μ + λμ̃).
     The base pair (start frame) never changes."""
     m = masks.float().flatten(1)
-    new, weight = _mean_directions(_directions(features), torch.stack([1 - m, m], dim=1))
+    new, weight = _mean_directions(unit_pixels(features), torch.stack([1 - m, m], dim=1))
     ok = weight >= MIN_WEIGHT
     if accept is not None:
         ok = ok & accept[:, None]
@@ -203,6 +204,6 @@ def vmf_posterior(features: Tensor, mu: Tensor, kappa: float) -> Tensor:
     """Target posterior (N, h, w) of components 1 and 3: with one shared κ the vMF normalizers
     cancel, so p(k | g) = softmax_k(κ μ_kᵀ g)."""
     c, h, w = features.shape
-    logits = kappa * torch.einsum("pc,nkc->nkp", _directions(features), mu)
+    logits = kappa * torch.einsum("pc,nkc->nkp", unit_pixels(features), mu)
     post = torch.softmax(logits, dim=1)
     return (post[:, 1] + post[:, 3]).reshape(-1, h, w)

@@ -89,7 +89,7 @@ class AppearanceEvidence:
             mu = A.vmf_fit(features, m)
             self.vmf_mu = mu if self.vmf_mu is None else torch.cat([self.vmf_mu, mu])
         if "gdm" in self.kinds:
-            self.refs.append(F.normalize(A._flat(features), dim=1))
+            self.refs.append(A.unit_pixels(features))
             ref = len(self.refs) - 1
             for mask in m.flatten(1):  # the previous frame of a new object is its start frame
                 self.start.append((ref, mask))
@@ -110,7 +110,7 @@ class AppearanceEvidence:
         if "gmm" in self.kinds:
             out.append(A.gmm_posterior(features, self.gmm_mean, self.gmm_var)[:, None])
         if "gdm" in self.kinds:
-            cur = F.normalize(A._flat(features), dim=1)
+            cur = A.unit_pixels(features)
             both = torch.cat([self._matching(cur, self.start), self._matching(cur, self.prev)], dim=1)
             out.append(both.reshape(-1, 4, h, w))
         if "dam" in self.kinds:
@@ -130,7 +130,7 @@ class AppearanceEvidence:
         if "gdm" in self.kinds:
             ok = [True] * self.count if accept is None else accept.tolist()
             if any(ok):
-                self.refs.append(F.normalize(A._flat(features), dim=1))
+                self.refs.append(A.unit_pixels(features))
                 new = len(self.refs) - 1
                 self.prev = [(new, mask) if take else old for take, mask, old in zip(ok, m.flatten(1), self.prev)]
                 self._drop_unused_refs()
