@@ -207,36 +207,3 @@ def test_refiner_with_evidence_and_attention_keeps_them_in_the_state_and_resumes
     fresh = Segmenter(config, device="cpu")
     rest = [r.labels for r in fresh.run(iter(frames[5:10]), {}, state=fresh.load_state(tmp_path / "state.pt"))]
     assert all(np.array_equal(x, y) for x, y in zip(rest, whole[5:10]))
-
-
-@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_sigmask"), reason="POSIX signal masks")
-def test_ctrl_c_during_a_state_save_is_raised_after_the_file_is_complete(tmp_path, monkeypatch):
-    """An interrupt arriving inside torch.save must not break the file nor turn into the writer's
-    RuntimeError: the save finishes, then the handler's exception is raised."""
-    import os
-    import signal
-
-    from vossegcli.engine import state as state_module
-    from vossegcli.engine.state import VideoState
-
-    class Stop(Exception):
-        pass
-
-    def handler(signum, frame):
-        raise Stop
-
-    real_save = torch.save
-
-    def save_with_interrupt(obj, handle, *args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)  # arrives mid-save
-        return real_save(obj, handle, *args, **kwargs)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    monkeypatch.setattr(state_module.torch, "save", save_with_interrupt)
-    try:
-        with pytest.raises(Stop):
-            VideoState(config={"a": 1}, frame_index=5).save(tmp_path / "s.pt")
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    monkeypatch.undo()
-    assert VideoState.load(tmp_path / "s.pt").frame_index == 5

@@ -22,11 +22,8 @@ another engine configuration or format.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import tempfile
-import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,31 +36,6 @@ from vossegcli.engine.objects import ObjectManager
 
 #: Bumped whenever the saved layout changes; older files are refused (the run falls back to re-seeding).
 STATE_FORMAT = 2
-
-
-@contextlib.contextmanager
-def _signals_deferred():
-    """Hold SIGINT and SIGTERM for the duration: a signal arriving meanwhile is recorded, and the
-    handler that was installed runs when the block ends. (A thread signal mask is not enough:
-    the process has other threads, and Python runs handlers in the main thread regardless.)
-    Only the main thread can install handlers; elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    names = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
-    pending: list[int] = []
-    previous = {signum: signal.signal(signum, lambda signum, frame: pending.append(signum)) for signum in names}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if pending:
-            signum, handler = pending[0], previous[pending[0]]
-            if callable(handler):
-                handler(signum, None)
-            elif handler != signal.SIG_IGN:  # the default action (or a handler set outside Python)
-                signal.raise_signal(signum)
 
 
 @dataclass
@@ -134,13 +106,8 @@ class VideoState:
         return {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in state.items()}
 
     def save(self, path: str | Path) -> int:
-        """Write the state atomically to ``path``; returns the file size in bytes. Ctrl-C / SIGTERM
-        arriving meanwhile is held until the file is complete (an interrupt inside torch.save
-        would surface as a RuntimeError from its writer, not as the interrupt)."""
-        with _signals_deferred():
-            return self._save(Path(path))
-
-    def _save(self, path: Path) -> int:
+        """Write the state atomically to ``path``; returns the file size in bytes."""
+        path = Path(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:

@@ -210,9 +210,11 @@ def segment(
     state_path = out_dir / STATE_FILE
 
     def save_state() -> None:
-        """Save the engine state when every frame it has processed has its PNG."""
+        """Save the engine state when every frame it has processed has its PNG. A signal waits for
+        the file to be complete (inside torch.save it would surface as the writer's RuntimeError)."""
         if state.frame_index == done and state.frame_index > 0:
-            state.save(state_path)
+            with deferred_signals():
+                state.save(state_path)
 
     try:
         wall_start = time.perf_counter()
