@@ -136,6 +136,7 @@ class FakeState:
         self.extra = {}
         self.current = None
         self.num_objects = 0
+        self.diagnostics = None  # the fake engine judges nothing
 
     def save(self, path) -> None:
         pass
@@ -826,3 +827,22 @@ def test_same_input_and_seed_give_byte_identical_masks(tmp_path):
         assert result.exit_code == 0, result.output
         outputs.append({name: (out / name).read_bytes() for name in pngs(out)})
     assert len(outputs[0]) == 18 and outputs[0] == outputs[1]
+
+
+def test_interrupt_during_the_backward_pass_keeps_the_forward_masks_and_says_how_to_redo_it(tmp_path, fake_engine, monkeypatch):
+    from vossegcli.errors import RunInterrupted
+    from vossegcli.run.bidirectional import CACHE_DIR
+
+    folder = frame_folder(tmp_path, 6)
+    out = tmp_path / "o"
+
+    def stopped(*args, **kwargs):
+        (out / CACHE_DIR).mkdir()  # as if it had started caching frames
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(segment_module, "backward_pass", stopped)
+    with pytest.raises(RunInterrupted, match="during the backward pass: all 6 forward masks are complete") as info:
+        segment_module.segment(folder, [str(SAMPLE.mask)], out, device="cpu", bidirectional=True)
+    assert info.value.signum == signal.SIGINT
+    assert sorted(p.name for p in out.glob("*.png")) == [f"{t:05d}.png" for t in range(6)]
+    assert not (out / CACHE_DIR).exists()

@@ -98,13 +98,17 @@ def test_the_refiner_drives_the_output_and_an_untrained_one_reproduces_the_plain
 def test_coarse_update_labels_keep_online_learning_independent_of_the_refiner(clip):
     """With update_labels="coarse" the memories learn from the target models' own scores, so the
     models after several updates are exactly the D-only engine's, whatever the refiner outputs;
-    with "refined" (the paper's rule) the refiner's masks change what the models learn."""
+    with "refined" (the paper's rule) the refiner's masks change what the models learn. (The spatial
+    prior is off here: its window follows the written masks, so with it the refiner decides where
+    the target models look.)"""
+    from vossegcli.engine.presence import PresenceConfig
     from vossegcli.engine.refiner import Refiner, RefinerConfig
 
     frames, first = clip
     torch.manual_seed(0)
     refiner = Refiner(RefinerConfig(width=8, score_skip=False)).eval()  # random: unlike D's masks
-    config = preset_config("fast", refiner=None, update_interval=2, augment=AugmentConfig(num_samples=0))
+    config = preset_config("fast", refiner=None, update_interval=2, augment=AugmentConfig(num_samples=0),
+                           presence=PresenceConfig(spatial_prior=False))
     plain, plain_labels = _run(config, frames[:7], {0: first})
     coarse = Segmenter(config, device="cpu", refiner=refiner)
     coarse_labels = [r.labels for r in coarse.run(iter(frames[:7]), {0: first})]

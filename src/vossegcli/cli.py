@@ -121,6 +121,12 @@ class EngineOptions:
         "auto", help="Arithmetic of the backbone and refiner: auto (bf16 where the CPU or GPU computes it natively, "
         "else fp32), fp32, bf16, or fp16 (CUDA only). Target models always use fp32.",
     )
+    absence = typer.Option(
+        True, "--absence/--no-absence",
+        help="Give an object judged lost or absent (left the view, hidden, after a scene cut) an empty mask, stop it "
+        "learning, and re-find it by its look when it returns. --no-absence: always draw every object (statuses "
+        "are still reported).",
+    )
     deterministic = typer.Option(
         False, "--deterministic",
         help="On CUDA: deterministic algorithms only (no cuDNN autotuning; slower), so a rerun gives the same masks "
@@ -130,7 +136,7 @@ class EngineOptions:
 
 def _engine_config(
     preset: str, augment: Optional[int], fill: Optional[str], update: bool, seed: int, refiner: str = "default",
-    precision: str = "auto",
+    precision: str = "auto", absence: bool = True,
 ):
     from dataclasses import replace
 
@@ -156,6 +162,7 @@ def _engine_config(
     return replace(
         config, augment=aug, update_interval=config.update_interval if update else 0,
         refiner=None if refiner.lower() == "none" else refiner, precision=precision,
+        presence=config.presence if absence else replace(config.presence, enabled=False),
     )
 
 
@@ -194,7 +201,8 @@ def _interrupted_exit(signum: int, message: str) -> None:
 def _segment_command(
     input_path: Optional[Path], masks: Optional[List[str]], out: Path, device: str, preset: str, augment: Optional[int],
     fill: Optional[str], update: bool, seed: int, max_size: int, snap_mask: bool, refiner: str = "default",
-    precision: str = "auto", deterministic: bool = False, state_every: int = 50,
+    precision: str = "auto", deterministic: bool = False, state_every: int = 50, absence: bool = True,
+    bidirectional: bool = False,
 ) -> str:
     """The shell command that reruns this segment call (for the resume hint and .vosseg-run.json)."""
     from vossegcli.run.inputs import DEFAULT_MAX_SIZE
@@ -229,6 +237,10 @@ def _segment_command(
         parts.append("--deterministic")
     if state_every != 50:
         parts += ["--state-every", str(state_every)]
+    if not absence:
+        parts.append("--no-absence")
+    if bidirectional:
+        parts.append("--bidirectional")
     return shlex.join(parts)
 
 
@@ -283,21 +295,28 @@ def segment(
         help="Save the engine's state every N frames (and when stopped by Ctrl-C or SIGTERM), so --resume continues "
         "exactly as if never stopped, even after a crash. 0 = only when stopped.",
     ),
+    absence: bool = EngineOptions.absence,
+    bidirectional: bool = typer.Option(
+        False, "--bidirectional",
+        help="Offline: after the forward pass, propagate backward from where a lost object was re-found, filling the "
+        "frames it was missed in (reads the video twice; the report lists the frames changed).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of a summary."),
 ) -> None:
-    """Segment the objects of the given mask(s) in every frame and write palette PNGs."""
+    """Segment the objects of the given mask(s) in every frame and write palette PNGs, plus diagnostics.jsonl
+    (per frame and object: tracked / uncertain / lost / absent and the signals behind it)."""
     from vossegcli.run.inputs import internal_size, load_inputs
     from vossegcli.run.segment import segment as run_segment
 
     given_input, given_masks = input_path, mask
     try:
         with _stop_on_signals():
-            config = _engine_config(preset, augment, fill, update, seed, refiner, precision)
+            config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence)
             input_path, masks = _sample_defaults(input_path, mask)
             out = out if out is not None else _default_out(input_path)
             command = _segment_command(
                 given_input, given_masks, out, device, preset, augment, fill, update, seed, max_size, snap_mask, refiner,
-                precision, deterministic, state_every,
+                precision, deterministic, state_every, absence, bidirectional,
             )
             reader, mask_set = load_inputs(input_path, masks, snap=snap_mask)
             info = reader.info
@@ -339,6 +358,7 @@ def segment(
                     notify=lambda line: err_console.print(f"  {_as_flags(line)}", highlight=False, soft_wrap=True),
                     deterministic=deterministic,
                     state_every=state_every,
+                    bidirectional=bidirectional,
                 )
             finally:
                 if bar.live.is_started:
@@ -376,6 +396,16 @@ def segment(
             f"(engine only), peak RSS {result.memory['peak_rss_mb']:.0f} MB",
             highlight=False,
         )
+        from vossegcli.run.diagnostics import summary_lines
+
+        for line in summary_lines(result.diagnostics) if result.diagnostics else []:
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
+        if result.bidirectional is not None:
+            b = result.bidirectional
+            console.print(
+                f"  backward pass: {b['stretches']} stretch(es) revisited, {b['frames_changed']} frame(s) changed "
+                f"({b['seconds']:.1f} s)", highlight=False,
+            )
 
 
 @app.command(
@@ -400,6 +430,11 @@ def overlay(
         None, "--fps", min=0.001,
         help="Frame rate for a folder of frames (default 24). Videos keep their own timing, variable rates included.",
     ),
+    diagnostics: bool = typer.Option(
+        False, "--diagnostics",
+        help="Draw each object's status (tracked / uncertain / lost / absent) and template similarity from the "
+        "mask folder's diagnostics.jsonl, and mark scene cuts.",
+    ),
 ) -> None:
     """Blend coloured masks over the frames into a playable mp4: one frame per input frame, at the input's timing.
 
@@ -418,7 +453,7 @@ def overlay(
                 task = bar.add_task("overlay", total=None)
                 notes: list[str] = []
                 n = write_overlay(
-                    input_path, masks_dir, out, alpha=alpha, contours=contours, fps=fps, notes=notes,
+                    input_path, masks_dir, out, alpha=alpha, contours=contours, fps=fps, notes=notes, diagnostics=diagnostics,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
     except VossegError as error:
@@ -451,13 +486,14 @@ def benchmark(
     refiner: str = EngineOptions.refiner,
     precision: str = EngineOptions.precision,
     deterministic: bool = EngineOptions.deterministic,
+    absence: bool = EngineOptions.absence,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Measure engine speed: FPS, per-stage split, device and peak memory."""
     from vossegcli.run.benchmark import run_benchmark
 
     try:
-        config = _engine_config(preset, augment, fill, update, seed, refiner, precision)
+        config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence)
         input_path, masks = _sample_defaults(input_path, mask)
         with _progress() as bar:
             task = bar.add_task("benchmark", total=None)

@@ -8,6 +8,9 @@ you like) and a state saved part-way continues exactly. :meth:`Segmenter.step` p
 2. all objects' target models score the stride-16 features at once: one (h·w, C) @ (C, N·c)
    product for every w1, one per-object product and shifted sum for every w2
    (:mod:`vossegcli.engine.target_model`);
+2b. each object's presence is judged, lost objects are searched for, and the scores are weighted
+   by each object's spatial prior (:mod:`vossegcli.engine.presence`); objects judged lost or
+   absent get no pixels and do not learn from the frame;
 3. the refiner (:mod:`vossegcli.engine.refiner`) turns all objects' scores and the backbone
    features into full-resolution logits (without one, scores are upsampled bilinearly);
 4. the logits are merged into one id map (:mod:`vossegcli.engine.merge`);
@@ -43,6 +46,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vossegcli.engine.augment import AugmentConfig, augment_start_frame
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
@@ -55,6 +59,11 @@ from vossegcli.engine.memory import SampleMemory
 from vossegcli.engine.merge import LOGIT_LIMIT, label_map_from_logits, soft_aggregate, winner_labels
 from vossegcli.engine.objects import MAX_OBJECTS
 from vossegcli.engine.optim import GaussNewtonCG
+from vossegcli.engine.presence import (
+    OWNER_STRIDE, STATUS_NAMES, FrameDiagnostics, PresenceConfig, PresenceState, Status, after_frame, assess,
+    frame_descriptor, ownership_penalties,
+)
+from vossegcli.engine.reid import mask_boxes, region_embeddings
 from vossegcli.engine.refiner import Refiner, load_refiner, refiner_file
 from vossegcli.engine.state import StageTimes, VideoState
 from vossegcli.engine.target_model import (
@@ -100,6 +109,8 @@ class SegmenterConfig:
     #: in float32): "auto" — bfloat16 where the hardware computes it natively (CUDA GPUs with
     #: bf16, CPUs with AVX512-BF16 or AMX), else float32; "fp32"; "bf16"; "fp16" (CUDA only).
     precision: str = "auto"
+    #: Presence decisions, re-identification and the spatial prior (:mod:`vossegcli.engine.presence`).
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
     seed: int = 0
 
     @property
@@ -144,6 +155,7 @@ def resolve_refiner(spec: str | None, device: torch.device) -> Refiner | None:
 class FrameResult:
     index: int
     labels: np.ndarray  #: (H, W) uint8 object ids
+    diagnostics: FrameDiagnostics | None = None  #: per-object statuses and signals (None: no objects yet)
 
 
 class Segmenter:
@@ -184,7 +196,7 @@ class Segmenter:
     # -- per-video state -----------------------------------------------------------------------
     def new_state(self) -> VideoState:
         """An empty state for a new video."""
-        state = VideoState(config=self._config_dict)
+        state = VideoState(config=self._config_dict, presence=PresenceState())
         if self.refiner is not None and self.refiner.config.evidence:
             state.evidence = AppearanceEvidence(self.refiner.config.evidence)
         return state
@@ -264,7 +276,7 @@ class Segmenter:
         for image in frames:
             index = state.frame_index
             labels = self.step(state, image, initial_masks.get(index))
-            yield FrameResult(index, labels)
+            yield FrameResult(index, labels, state.diagnostics)
 
     def step(self, state: VideoState, frame: np.ndarray, new_masks: np.ndarray | None = None) -> np.ndarray:
         """Process the next frame of ``state``'s video.
@@ -282,6 +294,7 @@ class Segmenter:
         elif state.frame_hw != (h, w):
             raise ValueError(f"frame {state.frame_index} is {w}x{h}, the video's frames are {state.frame_hw[1]}x{state.frame_hw[0]}")
         starting = new_masks is not None and bool(np.any(new_masks))
+        state.diagnostics = None
         if state.num_objects == 0 and not starting:
             state.frame_index += 1
             state.times.frames += 1
@@ -346,6 +359,12 @@ class Segmenter:
         t = time.perf_counter()
         projected = project_frame(x, state.w1)  # (N, h, w, c)
         scores = score_projected_batched(projected, state.w2)[:, None]  # (N, 1, h, w)
+        assessment = None
+        if state.presence is not None:
+            assessment = assess(state.presence, cfg.presence, scores, feats.s16[0], feats.s32[0], cfg.score_sharpness)
+            if assessment.window is not None:
+                scores = scores * assessment.window
+            t = self._timed(state, "presence", t)
         if self.refiner is not None:
             evidence = state.evidence.maps(self._raw_s16(feats)) if state.evidence is not None else None
             with self._autocast():
@@ -354,13 +373,69 @@ class Segmenter:
             logits = cfg.score_sharpness * (upsample_scores(scores, frame_hw, 1)[:, 0] - 0.5)
         if given is not None:
             logits = logits.masked_fill(given[None] > 0, -LOGIT_LIMIT)
+        if assessment is not None and cfg.presence.enabled:
+            logits = self._ownership(state, assessment, logits)
+            gone = [i for i in range(state.num_objects) if not assessment.written(i)]
+            if gone:
+                logits = logits.clone()
+                logits[gone] = -LOGIT_LIMIT
         t = self._timed(state, "target_score", t)
         labels = label_map_from_logits(logits, state.objects.ids_tensor(self.device))
         t = self._timed(state, "merge", t)
+        learn = None
+        if assessment is not None:
+            self._diagnose(state, assessment, labels, logits)
+            if cfg.presence.enabled:
+                learn = [s == Status.TRACKED for s in assessment.status]
+            t = self._timed(state, "presence", t)
         if cfg.updates:
-            self._update(state, scores, projected, logits, given, feats)
+            self._update(state, scores, projected, logits, given, feats, learn)
             self._timed(state, "target_update", t)
         return labels
+
+    def _ownership(self, state: VideoState, assessment, logits: torch.Tensor) -> torch.Tensor:
+        """Logits (N, H, W) less the ownership penalties (:func:`~vossegcli.engine.presence.ownership_penalties`)
+        when two or more objects are drawn and their previous masks are known."""
+        p, cfg = state.presence, self.config.presence
+        written = [assessment.written(i) for i in range(state.num_objects)]
+        if cfg.ownership_penalty <= 0 or p.owner is None or p.owner.shape[0] != state.num_objects or sum(written) < 2:
+            return logits
+        penalty = ownership_penalties(p.owner, p.velocity, written, cfg.ownership_reach)
+        h, w = logits.shape[-2:]
+        up = F.interpolate(penalty[:, None], scale_factor=OWNER_STRIDE, mode="bilinear", align_corners=False)[:, 0, :h, :w]
+        return logits - cfg.ownership_penalty * up
+
+    def _diagnose(self, state: VideoState, assessment, labels: torch.Tensor, logits: torch.Tensor) -> None:
+        """Per-object area and mean probability of the written masks → ``state.diagnostics``; then
+        the presence state's boxes and velocities (from the written masks), references and templates."""
+        ids = state.objects.ids_tensor(self.device)
+        onehot = labels[None] == ids[:, None, None]  # (N, H, W)
+        area = onehot.flatten(1).sum(dim=1)
+        prob = (torch.sigmoid(logits) * onehot).flatten(1).sum(dim=1) / area.clamp_min(1)
+        y0, y1 = _quantile_span(onehot.sum(dim=2))  # robust to a few stray pixels far away
+        x0, x1 = _quantile_span(onehot.sum(dim=1))
+        values = torch.stack([area.float(), prob.float(), x0, y0, x1, y1], dim=1).tolist()
+        p = state.presence
+        if state.num_objects > 1 and self.config.presence.ownership_penalty > 0:
+            p.owner = downsample_mask(onehot.float()[:, None], OWNER_STRIDE)[:, 0]
+        previous = p.written_area
+        areas, ratios, probs, boxes = [], [], [], []
+        for i, (a, pr, bx0, by0, bx1, by1) in enumerate(values):
+            boxes.append([v / FEATURE_STRIDE for v in (bx0, by0, bx1, by1)] if a > 0 else [])
+            areas.append(int(a))
+            prev = previous[i] if i < len(previous) else 0
+            ratios.append(round(a / prev, 3) if prev > 0 and a > 0 else None)
+            probs.append(round(pr, 4) if a > 0 else None)
+        p.written_area = areas
+        state.diagnostics = (FrameDiagnostics(
+            frame=state.frame_index, ids=list(state.objects.ids),
+            status=[STATUS_NAMES[s] for s in assessment.status], area=areas, area_ratio=ratios,
+            peak=[round(v, 4) for v in assessment.peak], mean_probability=probs,
+            similarity=[round(v, 4) for v in assessment.similarity], refound=list(assessment.refound),
+            scene_cut=assessment.scene_cut,
+            frame_similarity=None if assessment.frame_similarity is None else round(assessment.frame_similarity, 4),
+        ))
+        after_frame(p, self.config.presence, assessment, state.frame_index, boxes)
 
     def _memory_labels(self, scores: torch.Tensor, logits: torch.Tensor, given: torch.Tensor | None,
                        frame_hw: tuple[int, int]) -> torch.Tensor:
@@ -382,25 +457,50 @@ class Segmenter:
         return winner_labels(soft_aggregate(probs))
 
     def _update(self, state: VideoState, scores: torch.Tensor, projected: torch.Tensor, logits: torch.Tensor,
-                given: torch.Tensor | None, feats: BackboneFeatures) -> None:
+                given: torch.Tensor | None, feats: BackboneFeatures, learn: list[bool] | None = None) -> None:
         """Add this frame to every object's memory (and appearance models); re-optimize w2 of the
-        objects due (as one batch) and refresh their target attention from this frame."""
+        objects due (as one batch) and refresh their target attention from this frame. ``learn``:
+        per slot, whether the presence decisions let the object learn from this frame (None: all)."""
         cfg = self.config
         soft = self._memory_labels(scores, logits, given, state.frame_hw)
         accept = (soft > 0.5).flatten(1).sum(dim=1) * cfg.label_stride**2 >= cfg.min_update_pixels
+        if learn is not None:
+            accept = accept & torch.tensor(learn, device=accept.device)
         state.memory.insert(projected, soft, accept)
         if state.evidence is not None:
             state.evidence.update(self._raw_s16(feats), soft, accept)
         tracked = state.objects.frames_tracked
         for slot in range(len(tracked)):
             tracked[slot] += 1
-        due = [slot for slot, n in enumerate(tracked) if n % cfg.update_interval == 0]
+        due = [slot for slot, n in enumerate(tracked) if n % cfg.update_interval == 0 and (learn is None or learn[slot])]
         if due:
             self._optimize_w2(state, due, cfg.update_cg_iterations)
             fresh = [slot for slot in due if bool(accept[slot])]
             if state.attention is not None and fresh:
                 state.attention = state.attention.clone()
                 state.attention[fresh] = self._attention(feats, soft[fresh])
+
+    def _start_presence(self, state: VideoState, x: torch.Tensor, feats: BackboneFeatures, masks: torch.Tensor,
+                        w1: torch.Tensor, w2: torch.Tensor, new_ids: list[int]) -> None:
+        """Templates, boxes and peak references of objects starting on this frame, and their first
+        diagnostics (the given mask)."""
+        embeddings, boxes, peaks = _start_frame_signals(x, feats, masks, w1, w2)
+        areas = masks.flatten(1).sum(dim=1).tolist()
+        state.presence.add_objects(embeddings, boxes, peaks, areas, state.frame_index, self.config.presence.template_capacity,
+                                   frame_descriptor(feats.s32[0]))
+        d = state.diagnostics
+        if d is None or d.frame != state.frame_index:
+            d = state.diagnostics = FrameDiagnostics(state.frame_index, [], [], [], [], [], [], [], [])
+        n = len(new_ids)
+        d.ids += new_ids
+        d.status += ["tracked"] * n
+        d.area += [int(a) for a in areas]
+        state.presence.written_area += [int(a) for a in areas]
+        d.area_ratio += [None] * n
+        d.peak += [round(p, 4) for p in peaks]
+        d.mean_probability += [1.0] * n
+        d.similarity += [1.0] * n
+        d.refound += [False] * n
 
     def _raw_s16(self, feats: BackboneFeatures) -> torch.Tensor:
         """(C, h, w) float32 stride-16 features of a one-frame BackboneFeatures (for the appearance models)."""
@@ -435,6 +535,8 @@ class Segmenter:
         new_ids = [i for i in torch.unique(given).tolist() if i != 0]
         slots = state.objects.add(new_ids, state.frame_index)
         masks = torch.stack([(given == i).float() for i in new_ids])  # (n, H, W)
+        if state.presence is None:  # a state made before presence existed: start it now
+            state.presence = PresenceState()
         if state.evidence is not None:
             state.evidence.add_objects(self._raw_s16(feats), masks)
         if self.refiner is not None and self.refiner.config.attention:
@@ -446,6 +548,7 @@ class Segmenter:
         )
         state.w1 = w1 if state.w1 is None else torch.cat([state.w1, w1])
         state.w2 = w2 if state.w2 is None else torch.cat([state.w2, w2])
+        self._start_presence(state, x, feats, masks, w1, w2, new_ids)
         if not cfg.updates:
             return
         if state.memory is None:
@@ -458,6 +561,32 @@ class Segmenter:
         state.memory.add_objects(projected, labels, weights)
         if cfg.init_w2_cg_iterations > 0:
             self._optimize_w2(state, slots, cfg.init_w2_cg_iterations)
+
+
+#: Fraction of a mask's pixels left out on each side of its box (stray fragments do not widen it).
+BOX_QUANTILE = 0.02
+
+
+def _quantile_span(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, L) pixel counts per row (or column) → (N,) float start and end (exclusive) of the span
+    holding all but :data:`BOX_QUANTILE` of the pixels at each end."""
+    cum = counts.float().cumsum(dim=1)
+    total = cum[:, -1:]
+    start = (cum <= BOX_QUANTILE * total).sum(dim=1).float()
+    end = (cum < (1 - BOX_QUANTILE) * total).sum(dim=1).float() + 1
+    return start, torch.maximum(end, start + 1)
+
+
+def _start_frame_signals(x: torch.Tensor, feats: BackboneFeatures, masks: torch.Tensor, w1: torch.Tensor,
+                         w2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """Embeddings (n, D), boxes (n, 4) in cells and the target models' peak scores of n objects
+    starting on a frame with masks (n, H, W)."""
+    grid = tuple(feats.s16.shape[-2:])
+    pooled = F.adaptive_avg_pool2d(masks.float()[:, None], grid)[:, 0] if tuple(masks.shape[-2:]) != grid else masks.float()
+    boxes = mask_boxes(pooled, 1e-3)
+    embeddings = region_embeddings(feats.s16[0], feats.s32[0], boxes, pooled)
+    scores = score_projected_batched(project_frame(x, w1), w2)  # (n, h, w)
+    return embeddings, boxes, scores.flatten(1).amax(dim=1).tolist()
 
 
 def fit_target_models(

@@ -10,7 +10,12 @@ exactly. A state holds:
 * the objects' sample memories (one batched :class:`~vossegcli.engine.memory.SampleMemory`);
 * when the refiner takes them, the objects' appearance models
   (:class:`~vossegcli.engine.evidence.AppearanceEvidence`) and target attention vectors (N, 4, w);
+* the objects' presence state: statuses, boxes, velocities, re-identification templates
+  (:class:`~vossegcli.engine.presence.PresenceState`);
 * the stage timers of this video.
+
+``diagnostics`` holds the latest frame's :class:`~vossegcli.engine.presence.FrameDiagnostics`
+(None on a frame without objects); it is replaced on every frame and not saved.
 
 There is no random state to keep: the only randomness (weight initialization and first-frame
 augmentation) is seeded per object from ``(config.seed, object id)``.
@@ -33,9 +38,10 @@ from torch import Tensor
 from vossegcli.engine.evidence import AppearanceEvidence
 from vossegcli.engine.memory import SampleMemory
 from vossegcli.engine.objects import ObjectManager
+from vossegcli.engine.presence import FrameDiagnostics, PresenceState
 
 #: Bumped whenever the saved layout changes; older files are refused (the run falls back to re-seeding).
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 
 
 @dataclass
@@ -47,11 +53,12 @@ class StageTimes:
     target_score: float = 0.0  #: applying D, then the refiner (or bilinear upsampling): logits
     target_update: float = 0.0  #: memory insertion and periodic w2 re-optimization
     merge: float = 0.0  #: soft aggregation and label map
+    presence: float = 0.0  #: presence decisions, re-identification, diagnostics
     frames: int = 0
 
     @property
     def engine(self) -> float:
-        return self.backbone + self.target_init + self.target_score + self.target_update + self.merge
+        return self.backbone + self.target_init + self.target_score + self.target_update + self.merge + self.presence
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -70,9 +77,12 @@ class VideoState:
     memory: SampleMemory | None = None
     evidence: AppearanceEvidence | None = None
     attention: Tensor | None = None  #: (N, 4, w)
+    presence: PresenceState | None = None
     times: StageTimes = field(default_factory=StageTimes)
     #: What the caller wants saved with the state (e.g. which run it belongs to); plain JSON types.
     extra: dict = field(default_factory=dict)
+    #: The latest frame's self-diagnostics (not saved).
+    diagnostics: FrameDiagnostics | None = None
 
     @property
     def num_objects(self) -> int:
@@ -95,6 +105,7 @@ class VideoState:
             "memory": self._memory_state(),
             "evidence": self.evidence.state_dict() if self.evidence is not None else None,
             "attention": self.attention.detach().cpu().clone() if self.attention is not None else None,
+            "presence": self.presence.state_dict() if self.presence is not None else None,
             "times": self.times.as_dict(),
             "extra": self.extra,
         }
@@ -138,6 +149,7 @@ class VideoState:
             memory=memory,
             evidence=AppearanceEvidence.from_state_dict(blob["evidence"], device) if blob["evidence"] else None,
             attention=blob["attention"].to(device) if blob["attention"] is not None else None,
+            presence=PresenceState.from_state_dict(blob["presence"], device) if blob["presence"] is not None else None,
             times=StageTimes(**blob["times"]),
             extra=dict(blob.get("extra") or {}),
         )

@@ -243,6 +243,18 @@ def _tracks(scenario: str, pool: _Pool, rng: random.Random, frames: int) -> list
     raise ValueError(f"unknown scenario {scenario!r}")
 
 
+def composite_frame(background: np.ndarray, tracks: list[_Track], t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``t`` of ``tracks`` pasted in order over ``background``: (H, W, 3) float32 RGB and the
+    (H, W) uint8 labels (a track labelled 0 hides what it covers)."""
+    canvas = background.copy()
+    label = np.zeros((HEIGHT, WIDTH), np.uint8)
+    for track in tracks:
+        colour, cover = _layer(track, t)
+        canvas = canvas * (1 - cover[..., None]) + colour
+        label[cover >= 0.5] = track.label
+    return canvas, label
+
+
 def render_clip(pool: _Pool, scenario: str, index: int, frames: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Clip ``index`` of ``scenario``: (frames (H, W, 3) uint8, labels (H, W) uint8), deterministic.
 
@@ -257,12 +269,7 @@ def render_clip(pool: _Pool, scenario: str, index: int, frames: int | None = Non
                   for t in range(frames)] if index % 2 else [1.0] * frames)
         images, labels = [], []
         for t in range(frames):
-            canvas = background[t].copy()
-            label = np.zeros((HEIGHT, WIDTH), np.uint8)
-            for track in tracks:
-                colour, cover = _layer(track, t)
-                canvas = canvas * (1 - cover[..., None]) + colour
-                label[cover >= 0.5] = track.label  # a distractor (0) hides what it covers
+            canvas, label = composite_frame(background[t], tracks, t)
             images.append(np.clip(canvas * gains[t], 0, 255).round().astype(np.uint8))
             labels.append(label)
         ids = {tr.label for tr in tracks if tr.label}

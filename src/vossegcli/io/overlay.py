@@ -166,6 +166,7 @@ def write_overlay(
     progress: Callable[[int, int | None], None] | None = None,
     fps: float | None = None,
     notes: list[str] | None = None,
+    diagnostics: bool = False,
 ) -> int:
     """Blend ``masks_dir/<frame_name>.png`` over every input frame; write an H.264 mp4 with one
     frame per input frame at the input's timestamps (a video's own, variable rates included).
@@ -175,7 +176,9 @@ def write_overlay(
     colour is too close to its own mean colour (a red car in red) gets a contrasting one;
     ``fps``: the rate a frame folder plays at (default 24; videos keep their timing).
     ``progress(done, total)`` is called after each frame (total may be None for videos);
-    ``notes``: gets the input's lines worth saying once (e.g. "variable frame rate: ...").
+    ``notes``: gets the input's lines worth saying once (e.g. "variable frame rate: ...");
+    ``diagnostics``: draw each object's status (tracked / uncertain / lost / absent) and similarity
+    from ``masks_dir/diagnostics.jsonl`` in a legend, and mark scene cuts.
     Returns the number of frames written.
     """
     if not 0.0 <= alpha <= 1.0:
@@ -200,6 +203,16 @@ def write_overlay(
     else:
         _require(masks_dir / f"{reader.frame_name(0)}.png")
 
+    records: Iterator[dict] | None = None
+    if diagnostics:
+        from vossegcli.run.diagnostics import DIAGNOSTICS_FILE, read_records
+
+        diag_path = masks_dir / DIAGNOSTICS_FILE
+        if not diag_path.is_file():
+            reader.close()
+            raise MaskError(f"{diag_path}: not found; run `vosseg segment` into {masks_dir} again (it writes the "
+                            "diagnostics), or leave out --diagnostics")
+        records = read_records(diag_path)
     pad_w, pad_h = info.width % 2, info.height % 2
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,6 +220,8 @@ def write_overlay(
     except OSError as exc:
         raise OutputError(f"{out_path}: cannot write here ({exc.strerror or exc}); choose another output path") from exc
     container = {".mov": "mov", ".mkv": "matroska", ".m4v": "mp4"}.get(out_path.suffix.lower(), "mp4")
+
+    pending_record: list[dict] = []  # a record read ahead (for a frame after the current one)
 
     def blended() -> Iterator[tuple[np.ndarray, float | None]]:
         colours = None
@@ -224,6 +239,10 @@ def write_overlay(
                         colours[i] = contrasting_colour(frame.image[labels == i].mean(axis=0), colours[i], taken)
                         seen.add(i)
                 image = blend(frame.image, labels, colours, alpha, contours)
+                if records is not None:
+                    record = _record_for(records, done - 1, pending_record)
+                    if record is not None:
+                        image = draw_diagnostics(image, record, colours)
                 if pad_w or pad_h:
                     image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
                 yield image, frame.time
@@ -245,6 +264,54 @@ def write_overlay(
         frames.close()  # stops the decoder after a failure
         pending.discard()
     return written
+
+
+STATUS_COLOURS = {"tracked": (40, 170, 60), "uncertain": (220, 170, 0), "lost": (230, 110, 0), "absent": (200, 30, 30)}
+
+
+def _record_for(records: Iterator[dict], frame: int, pending: list[dict]) -> dict | None:
+    """The diagnostics record of ``frame`` from the in-order stream (frames before the first
+    object have none)."""
+    while True:
+        record = pending.pop() if pending else next(records, None)
+        if record is None:
+            return None
+        if record["frame"] == frame:
+            return record
+        if record["frame"] > frame:
+            pending.append(record)
+            return None
+
+
+def draw_diagnostics(image: np.ndarray, record: dict, colours: np.ndarray) -> np.ndarray:
+    """A legend in the top-left corner: per object its colour, id, status and template similarity;
+    "SCENE CUT" on a frame after a detected cut. (H, W, 3) uint8 in and out."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    h = image.shape[0]
+    size = max(12, h // 36)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    canvas = Image.fromarray(image)
+    draw = ImageDraw.Draw(canvas)
+    lines = []
+    if record.get("scene_cut"):
+        lines.append(("SCENE CUT", (255, 255, 255), (200, 30, 30)))
+    for key, o in record["objects"].items():
+        text = f"{key}: {o['status']}  sim {o['similarity']:.2f}" + ("  re-found" if o.get("refound") else "") \
+            + ("  (backward)" if o.get("backward") else "")
+        lines.append((text, tuple(int(c) for c in colours[int(key)]), STATUS_COLOURS.get(o["status"], (80, 80, 80))))
+    y = 4
+    for text, swatch, tag in lines:
+        box = draw.textbbox((size + 12, y), text, font=font)
+        draw.rectangle((2, y - 2, box[2] + 4, box[3] + 2), fill=(0, 0, 0))
+        draw.rectangle((6, y, 6 + size, y + size), fill=swatch)
+        draw.rectangle((size + 8, y, size + 10, y + size), fill=tag)
+        draw.text((size + 12, y), text, fill=(255, 255, 255), font=font)
+        y = box[3] + 6
+    return np.asarray(canvas)
 
 
 def _require(path: Path) -> None:

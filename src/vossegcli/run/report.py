@@ -54,6 +54,10 @@ class SegmentationRun:
     #: wall-clock seconds from opening the video to the last PNG written (decoding, the engine,
     #: scaling and writing, overlapped); ``wall_fps`` = frames_processed / that
     wall_seconds: float = 0.0
+    #: the self-diagnostics summary (:func:`vossegcli.run.diagnostics.summarize`)
+    diagnostics: dict = field(default_factory=dict)
+    #: what ``bidirectional=True``'s backward pass changed (None: not run)
+    bidirectional: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -82,6 +86,8 @@ class SegmentationRun:
             "platform": self.platform,
             "warnings": self.warnings,
             "notes": self.notes,
+            "diagnostics": self.diagnostics,
+            "bidirectional": self.bidirectional,
         }
 
     def write_json(self, path: Path) -> None:

@@ -22,6 +22,7 @@ a bad input leaves nothing behind. During a run:
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from collections import deque
@@ -43,6 +44,8 @@ from vossegcli.run.outputs import (
     TIMESTAMPS_FILE, MaskWriteError, MaskWriter, TimestampLog, clean_temporary_files, describe_written, prepare_output_dir, remove_if_empty,
     write_error_message,
 )
+from vossegcli.run.bidirectional import CACHE_DIR, backward_pass
+from vossegcli.run.diagnostics import DIAGNOSTICS_FILE, DiagnosticsLog, summarize
 from vossegcli.run.report import SegmentationRun, environment_info, peak_memory_mb, proc_memory_mb, weights_info
 from vossegcli.run.resume import (
     RUN_FILE, STATE_EVERY, STATE_FILE, ResumePlan, load_saved_state, new_run_record, plan_resume, resume_hint, run_identity,
@@ -85,6 +88,7 @@ def segment(
     notify: Callable[[str], None] | None = None,
     deterministic: bool = False,
     state_every: int = STATE_EVERY,
+    bidirectional: bool = False,
 ) -> SegmentationRun:
     """Segment ``input_path`` (video file or frame folder) from ``mask_args``; write PNGs to ``out_dir``.
 
@@ -95,7 +99,9 @@ def segment(
     ``command``: the shell command that reproduces this run, for resume hints and the run record;
     ``notify``: called with one-line notes as they arise (resume point, lost objects);
     ``deterministic``: deterministic algorithms only on CUDA; ``state_every``: save the engine state
-    every N frames (0: only when interrupted) so that ``resume`` continues exactly.
+    every N frames (0: only when interrupted) so that ``resume`` continues exactly;
+    ``bidirectional``: after the forward pass, propagate backward from where lost objects were
+    re-found (:mod:`vossegcli.run.bidirectional`) and rewrite the frames that changes.
     Raises :class:`VossegError` (one line, with how far the run got) or :class:`RunInterrupted`.
     """
     if reader is None or masks is None:
@@ -181,6 +187,10 @@ def segment(
         stamps = TimestampLog(out_dir, keep=first) if info.kind == "video" else None
     except OSError as exc:
         raise OutputError(write_error_message(out_dir / TIMESTAMPS_FILE, exc)) from exc
+    try:
+        diagnostics = DiagnosticsLog(out_dir, keep=start)
+    except OSError as exc:
+        raise OutputError(write_error_message(out_dir / DIAGNOSTICS_FILE, exc)) from exc
     if stamps is not None and stamps.kept < first and notify:
         notify(f"{TIMESTAMPS_FILE} has no line for frames {stamps.kept}-{first - 1} (the earlier run was killed); "
                "their times are missing there")
@@ -229,6 +239,7 @@ def segment(
                     # A signal waits for the frame to finish, so the state is never half-updated.
                     with deferred_signals():
                         labels = segmenter.step(state, image, initial.get(index))
+                        diagnostics.add(state.diagnostics)
                         if index >= first:  # (the frame a re-seeded resume starts from is already written)
                             name = reader.frame_name(index)
                             writer.submit(out_dir / f"{name}.png", labels)
@@ -279,6 +290,7 @@ def segment(
         ) from None
     finally:
         reader.close()
+        diagnostics.close()
         if stamps is not None:
             stamp_up_to(done)  # lines for what the writer completed last
             stamps.close()
@@ -295,12 +307,27 @@ def segment(
             f"{o.source}: mask is for frame {o.start_frame} but {input_path} has only {done} frames "
             f"(0..{done - 1}); give the mask as N:path.png with a frame inside the video"
         )
+    backward = None
+    if bidirectional:
+        try:
+            backward = backward_pass(segmenter, state, Path(input_path), out_dir, reader.frame_name, work_size, masks.palette)
+        except (KeyboardInterrupt, Interrupted) as stop:
+            signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+            raise RunInterrupted(
+                int(signum), done, out_dir,
+                f"interrupted by {signal.Signals(signum).name} during the backward pass: all {done} forward masks are "
+                f"complete in {out_dir} (some frames may already hold backward results); start over with --force to "
+                "redo the backward pass",
+            ) from None
+        finally:
+            shutil.rmtree(out_dir / CACHE_DIR, ignore_errors=True)
     try:
         write_run_record(out_dir, {**record, "complete": True, "frames": done})
         state_path.unlink(missing_ok=True)  # a complete run needs no engine state
     except OSError as exc:
         raise OutputError(write_error_message(out_dir / RUN_FILE, exc)) from exc
-    stage_seconds = {k: v - times_before[k] for k, v in state.times.as_dict().items() if k != "frames"}
+    summary = summarize(out_dir / DIAGNOSTICS_FILE)  # after the backward pass: its statuses count
+    stage_seconds = {k: v - times_before.get(k, 0.0) for k, v in state.times.as_dict().items() if k != "frames"}
     engine = sum(stage_seconds.values())
     mem = proc_memory_mb()
     if mem:
@@ -331,4 +358,6 @@ def segment(
         notes=list(plan.notes) + list(reader.notes),
         memory_trace=trace,
         wall_seconds=wall,
+        diagnostics=summary,
+        bidirectional=backward,
     )
