@@ -147,3 +147,20 @@ def test_diagnostics_log_keeps_only_the_frames_before_a_resume_point(tmp_path):
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__])
+
+
+def test_backward_stretches_end_at_the_best_of_the_first_tracked_frames_and_skip_short_uncertain_runs(tmp_path):
+    from vossegcli.run.bidirectional import find_stretches
+
+    log = DiagnosticsLog(tmp_path)
+    one = ["tracked", "tracked", "absent", "absent", "lost", "uncertain", "tracked", "tracked", "tracked", "tracked",
+           "tracked", "tracked", "tracked"]
+    two = ["tracked", "uncertain", "uncertain", "tracked"] + ["tracked"] * 9
+    sims = [0.9, 0.9, 0.2, 0.2, 0.6, 0.7, 0.80, 0.95, 0.90, 0.85, 0.85, 0.99, 0.99]
+    for t in range(13):
+        d = _diag(t, [one[t], two[t]])
+        d.similarity = [sims[t], 0.9]
+        log.add(d)
+    log.close()
+    stretches = find_stretches(tmp_path / DIAGNOSTICS_FILE)
+    assert [(s.object_id, s.first, s.anchor, s.anchor_similarity) for s in stretches] == [(1, 2, 7, 0.95)]

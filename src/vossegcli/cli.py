@@ -124,8 +124,8 @@ class EngineOptions:
     absence = typer.Option(
         True, "--absence/--no-absence",
         help="Give an object judged lost or absent (left the view, hidden, after a scene cut) an empty mask, stop it "
-        "learning, and re-find it by its look when it returns. --no-absence: always draw every object (statuses "
-        "are still reported).",
+        "learning, and re-find it by its look when it returns. --no-absence: plain FRTM-VOS, every object always "
+        "drawn and no spatial prior (statuses are still reported).",
     )
     deterministic = typer.Option(
         False, "--deterministic",
@@ -162,7 +162,7 @@ def _engine_config(
     return replace(
         config, augment=aug, update_interval=config.update_interval if update else 0,
         refiner=None if refiner.lower() == "none" else refiner, precision=precision,
-        presence=config.presence if absence else replace(config.presence, enabled=False),
+        presence=config.presence if absence else replace(config.presence, enabled=False, spatial_prior=False),
     )
 
 

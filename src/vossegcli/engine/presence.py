@@ -66,7 +66,8 @@ STATUS_NAMES = tuple(s.name.lower() for s in Status)
 class PresenceConfig:
     """Thresholds of the presence decisions (chosen on data: docs/RESULTS.md, issue 12)."""
 
-    #: False: statuses are computed and reported but change nothing (every object is always written).
+    #: False: statuses are computed and reported but decide nothing (every object is always written,
+    #: nothing is searched, no ownership penalty; the spatial prior has its own switch).
     enabled: bool = True
     spatial_prior: bool = True
     prior_margin: float = 1.0  #: the window is 1 inside the box grown by this fraction of its size per side
@@ -168,6 +169,8 @@ class PresenceState:
         self.area += [float(a) for a in areas]
         self.low_run += [0] * n
         self.back += [0] * n
+        if self.descriptor is None:  # so a cut right after the first start frame is seen
+            self.descriptor = descriptor
         scenes = descriptor[None].expand(n, -1)
         self.scene = scenes.clone() if self.scene is None else torch.cat([self.scene, scenes])
 
@@ -327,6 +330,9 @@ def assess(
             # a gone object whose target model's own response (no window while gone) matches again
             status[i], refound[i] = Status.UNCERTAIN, True
             state.velocity[i] = [0.0, 0.0]
+            state.low_run[i] = 0
+            if boxes_out[i]:
+                state.boxes[i] = list(boxes_out[i])
         if status[i] in (Status.LOST, Status.ABSENT):
             gone.append(i)
     if not cfg.enabled:
@@ -346,6 +352,7 @@ def assess(
             boxes_out[i] = box
             state.boxes[i] = box
             state.velocity[i] = [0.0, 0.0]
+            state.low_run[i] = 0
             if cfg.spatial_prior:
                 b = torch.tensor([box], device=scores.device)
                 window[i] = spatial_windows(b, torch.zeros_like(b[:, :2]), torch.ones(1, dtype=torch.bool, device=b.device),
@@ -405,8 +412,9 @@ def after_frame(state: PresenceState, cfg: PresenceConfig, assessment: Assessmen
         if status not in (Status.TRACKED, Status.UNCERTAIN) or not box:
             continue
         old = state.boxes[i]
-        shift = [(box[0] + box[2] - old[0] - old[2]) / 2, (box[1] + box[3] - old[1] - old[3]) / 2]
-        state.velocity[i] = [0.5 * v + 0.5 * s for v, s in zip(state.velocity[i], shift)]
+        if not assessment.refound[i]:  # (a re-found object's previous box is from before it was lost)
+            shift = [(box[0] + box[2] - old[0] - old[2]) / 2, (box[1] + box[3] - old[1] - old[3]) / 2]
+            state.velocity[i] = [0.5 * v + 0.5 * s for v, s in zip(state.velocity[i], shift)]
         state.boxes[i] = list(box)
         state.area[i] = assessment.areas[i]
         if status == Status.TRACKED:

@@ -124,8 +124,8 @@ class TemplateBank:
         """Add ``embedding`` (D,) to ``slot`` unless a template already has cosine ≥ ``max_similarity``;
         the oldest expansion makes room when full. Returns whether it was added."""
         n = self.count[slot]
-        if float((self.templates[slot, :n] @ embedding).max()) >= max_similarity:
-            return False
+        if self.capacity == 1 or float((self.templates[slot, :n] @ embedding).max()) >= max_similarity:
+            return False  # (capacity 1: the start frame's template only)
         if n < self.capacity:
             index = n
             self.count[slot] = n + 1

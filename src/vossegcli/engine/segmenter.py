@@ -387,6 +387,10 @@ class Segmenter:
             self._diagnose(state, assessment, labels, logits)
             if cfg.presence.enabled:
                 learn = [s == Status.TRACKED for s in assessment.status]
+                gone = [i for i in range(state.num_objects) if not assessment.written(i)]
+                if gone:  # a gone object takes no pixels from the others' memory labels either
+                    scores = scores.clone()
+                    scores[gone] = -1e4
             t = self._timed(state, "presence", t)
         if cfg.updates:
             self._update(state, scores, projected, logits, given, feats, learn)
@@ -581,8 +585,8 @@ def _start_frame_signals(x: torch.Tensor, feats: BackboneFeatures, masks: torch.
                          w2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
     """Embeddings (n, D), boxes (n, 4) in cells and the target models' peak scores of n objects
     starting on a frame with masks (n, H, W)."""
-    grid = tuple(feats.s16.shape[-2:])
-    pooled = F.adaptive_avg_pool2d(masks.float()[:, None], grid)[:, 0] if tuple(masks.shape[-2:]) != grid else masks.float()
+    h, w = feats.s16.shape[-2:]
+    pooled = downsample_mask(masks.float()[:, None], FEATURE_STRIDE)[:, 0, :h, :w]
     boxes = mask_boxes(pooled, 1e-3)
     embeddings = region_embeddings(feats.s16[0], feats.s32[0], boxes, pooled)
     scores = score_projected_batched(project_frame(x, w1), w2)  # (n, h, w)

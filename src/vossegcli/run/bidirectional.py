@@ -20,9 +20,10 @@ After the forward pass has written every mask and ``diagnostics.jsonl``:
 4. **Rewrite.** Changed frames get new PNGs (atomically) and their diagnostics lines are updated
    (``"backward": true``).
 
-Streaming: the frames a stretch needs are decoded once, in order, into a bounded on-disk cache
-(``<out>/.vosseg-backward/``, one ``.npy`` per frame at the engine's size, removed afterwards), then
-read in reverse; memory does not depend on the video's length.
+Streaming: for each stretch in turn, its frames are decoded, in order, into an on-disk cache
+(``<out>/.vosseg-backward/``, one ``.npy`` per frame at the engine's size: at most
+:data:`MAX_BACKWARD` + 1 frames, removed afterwards), then read in reverse; memory and disk use do
+not depend on the video's length (each stretch decodes the video again up to its last frame).
 """
 
 from __future__ import annotations
@@ -103,14 +104,18 @@ def find_stretches(diagnostics: Path) -> list[Stretch]:
 
 
 def _cache_frames(reader: FrameReader, frames: set[int], size: tuple[int, int], folder: Path) -> None:
-    """Decode the video once and keep ``frames`` (at the engine's ``size``) as .npy files."""
+    """Decode the video up to the last of ``frames`` and keep those (at the engine's ``size``) as .npy files."""
     folder.mkdir(parents=True, exist_ok=True)
     last = max(frames)
-    for index, frame in enumerate(reader.frames(min(frames)), start=min(frames)):
-        if index in frames:
-            np.save(folder / f"{index}.npy", resize_image(frame.image, size))
-        if index >= last:
-            break
+    decoded = reader.frames(min(frames))
+    try:
+        for index, frame in enumerate(decoded, start=min(frames)):
+            if index in frames:
+                np.save(folder / f"{index}.npy", resize_image(frame.image, size))
+            if index >= last:
+                break
+    finally:
+        decoded.close()  # stops the decoder
 
 
 def _forward_entries(diagnostics: Path, frames: set[int]) -> dict[int, dict]:
@@ -131,24 +136,24 @@ def backward_pass(
     ``{"stretches", "frames_changed", "changed": {object id: [[first, last], ...]}, "seconds"}``."""
     start = time.perf_counter()
     diag_path = Path(out_dir) / DIAGNOSTICS_FILE
-    stretches = find_stretches(diag_path)
+    # (an object missing from the engine state — not re-seeded by a resume — has no templates to link by)
+    stretches = [s for s in find_stretches(diag_path) if s.object_id in forward_state.objects]
     result = {"stretches": len(stretches), "frames_changed": 0, "changed": {}, "seconds": 0.0}
     if not stretches:
         return result
-    needed = {t for s in stretches for t in range(s.first, s.anchor + 1)}
     cache = Path(out_dir) / CACHE_DIR
     changes: dict[int, dict[str, dict]] = {}
     try:
-        with FrameReader(input_path) as reader:
-            _cache_frames(reader, needed, work_size, cache)
-        forward = _forward_entries(diag_path, needed)
+        forward = _forward_entries(diag_path, {t for s in stretches for t in range(s.first, s.anchor + 1)})
         bank = forward_state.presence.bank
-        done = 0
-        for stretch in stretches:
-            _one_stretch(segmenter, forward_state, bank, stretch, cache, out_dir, frame_name, forward, changes, palette)
-            done += 1
-            if progress:
-                progress(done, len(stretches))
+        with FrameReader(input_path) as reader:
+            for done, stretch in enumerate(stretches, 1):
+                # one stretch's frames at a time: the cache holds at most MAX_BACKWARD + 1 frames
+                shutil.rmtree(cache, ignore_errors=True)
+                _cache_frames(reader, set(range(stretch.first, stretch.anchor + 1)), work_size, cache)
+                _one_stretch(segmenter, forward_state, bank, stretch, cache, out_dir, frame_name, forward, changes, palette)
+                if progress:
+                    progress(done, len(stretches))
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     if changes:

@@ -77,7 +77,8 @@ def read_records(path: Path) -> Iterator[dict]:
 def summarize(path: Path) -> dict:
     """The compact summary of a diagnostics file: scene cuts, and per object its frame counts per
     status, its runs ``[status, first, last]`` (consecutive frames of one status), the frames it was
-    re-found on, and its lowest similarity and peak while written."""
+    re-found on, and its lowest similarity and peak while written. (The runs grow with the number of
+    status changes, not with the number of frames.)"""
     cuts: list[int] = []
     objects: dict[str, dict] = {}
     for record in read_records(path):
