@@ -14,12 +14,14 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from typer.core import TyperCommand
 
 from vossegcli import __version__
 from vossegcli.errors import EXIT_USER_ERROR, Interrupted, RunInterrupted, VossegError
+from vossegcli.run.options import engine_config as _engine_config
 
 class _Command(TyperCommand):
     """Usage lines as people write them: ``PRED GT`` for required arguments, ``[INPUT]`` for optional
@@ -67,7 +69,7 @@ def _as_flags(message: str) -> str:
 
 
 def _fail(error: VossegError) -> None:
-    err_console.print(f"[bold red]error:[/] {_as_flags(str(error))}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(_as_flags(str(error)))}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_USER_ERROR)
 
 
@@ -131,38 +133,6 @@ class EngineOptions:
         False, "--deterministic",
         help="On CUDA: deterministic algorithms only (no cuDNN autotuning; slower), so a rerun gives the same masks "
         "on the same GPU and software. CPU runs are always deterministic.",
-    )
-
-
-def _engine_config(
-    preset: str, augment: Optional[int], fill: Optional[str], update: bool, seed: int, refiner: str = "default",
-    precision: str = "auto", absence: bool = True,
-):
-    from dataclasses import replace
-
-    from vossegcli.engine.segmenter import preset_config
-
-    try:
-        config = preset_config(preset, seed=seed)
-    except ValueError as error:
-        raise VossegError(f"--preset {preset}: {error}") from None
-    aug = config.augment
-    if augment is not None:
-        if augment < 0:
-            raise VossegError(f"--augment {augment}: must be 0 or more")
-        aug = replace(aug, num_samples=augment)
-    if fill is not None:
-        if fill not in ("inpaint", "gray"):
-            raise VossegError(f"--fill {fill}: choose inpaint or gray")
-        aug = replace(aug, fill=fill)
-    from vossegcli.engine.device import PRECISIONS
-
-    if precision not in PRECISIONS:
-        raise VossegError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
-    return replace(
-        config, augment=aug, update_interval=config.update_interval if update else 0,
-        refiner=None if refiner.lower() == "none" else refiner, precision=precision,
-        presence=config.presence if absence else replace(config.presence, enabled=False, spatial_prior=False),
     )
 
 
@@ -406,6 +376,94 @@ def segment(
                 f"  backward pass: {b['stretches']} stretch(es) revisited, {b['frames_changed']} frame(s) changed "
                 f"({b['seconds']:.1f} s)", highlight=False,
             )
+
+
+@app.command(
+    cls=_Command,
+    epilog="Examples:\n\n"
+    "  vosseg batch jobs.csv --out-root masks/                  # input,mask[,out][,options] per line\n\n"
+    "  vosseg batch videos/ --out-root masks/ --workers 2        # clip.mp4 + clip.png, ...\n\n"
+    "  vosseg batch jobs.jsonl --out-root masks/ --report batch.json\n\n"
+    "  vosseg batch jobs.csv --out-root /shared/masks --ray auto --workers 8   # on a running Ray cluster\n\n"
+    "Exit codes: 0 every video done (or already complete); 2 a job file problem or at least one video failed "
+    "(each says why; the others are done); 130/143 stopped (re-run the same command to continue).",
+)
+def batch(
+    jobs: Path = typer.Argument(..., metavar="JOBS", help="A .csv or .jsonl of jobs, or a folder of videos with same-named mask PNGs."),
+    out_root: Path = typer.Option(Path("out"), "--out-root", help="Where jobs without an out column write: OUT_ROOT/<input name>."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Videos segmented at once, each in its own process (torch threads split among them)."),
+    device: str = typer.Option("auto", help="auto (CUDA if available), cpu or cuda."),
+    report: Optional[Path] = typer.Option(None, help="Write a JSON report: per video frames, FPS, wall time, status, error, diagnostics."),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray", metavar="ADDRESS",
+        help="Run on Ray (optional extra: pip install \"vosseg[ray]\"): --ray local starts a Ray instance here, "
+        "--ray auto joins the running cluster, or give its address (ray://head:10001). --workers actors, one GPU each "
+        "where there are GPUs.",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of a table."),
+) -> None:
+    """Segment many videos: every job checked first, the engine loaded once per worker, a failing video recorded
+    while the others go on, finished videos skipped and interrupted ones resumed on a re-run."""
+    from vossegcli.run.batch import check_jobs, read_jobs, run_batch
+
+    try:
+        with _stop_on_signals():
+            job_list, problems = read_jobs(jobs, out_root)
+            good, bad = check_jobs(job_list)
+            for line in problems + [f"{job.label}: {why}" for job, why in bad]:
+                err_console.print(f"[bold red]error:[/] {escape(_as_flags(line))}", highlight=False, soft_wrap=True)
+            err_console.print(f"{len(good)} of {len(job_list) + len(problems)} job(s) to run with {workers} worker(s)", highlight=False)
+            with _progress() as bar:
+                overall = bar.add_task("videos", total=len(good) + len(bad))
+                current = bar.add_task("", total=None, visible=workers == 1 and ray_address is None)
+
+                def ended(result) -> None:
+                    bar.advance(overall)
+                    if result.status == "failed" and result.row in {j.row for j in good}:
+                        err_console.print(f"[bold red]failed:[/] {escape(_as_flags(result.error or ''))}", highlight=False,
+                                          soft_wrap=True)
+
+                def tick(job, done: int, total: int | None) -> None:
+                    bar.update(current, description=Path(job.input).name, completed=done, total=total)
+
+                if ray_address is not None:
+                    from vossegcli.run.batch_ray import run_batch_ray
+
+                    result = run_batch_ray(good, bad, address=ray_address, workers=workers, device=device, on_result=ended)
+                else:
+                    result = run_batch(good, bad, workers=workers, device=device, on_result=ended, progress=tick)
+    except VossegError as error:
+        _fail(error)
+        return
+    except (Interrupted, KeyboardInterrupt) as stop:
+        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+        _interrupted_exit(signum, f"interrupted by {signal.Signals(signum).name}; completed videos are kept and "
+                          "interrupted ones resume: run the same command again")
+        return
+    blob = {**result.to_dict(), "problems": problems}
+    if report:
+        try:
+            report.write_text(json.dumps(blob, indent=2) + "\n")
+        except OSError as exc:
+            _fail(VossegError(f"{report}: cannot write the report ({exc.strerror or exc}); choose another --report path"))
+            return
+    if json_out:
+        print(json.dumps(blob, indent=2))
+    else:
+        table = Table(title=f"vosseg batch — {blob['done']} done, {blob['skipped']} already complete, {blob['failed']} failed",
+                      show_header=True)
+        for col in ("row", "input", "status", "frames", "FPS", "wall s", "note"):
+            table.add_column(col, justify="right" if col in ("row", "frames", "FPS", "wall s") else "left")
+        for r in blob["jobs"]:
+            note = r["error"] or "; ".join(r["diagnostics"][:2])
+            table.add_row(str(r["row"]), Path(r["input"]).name, r["status"], str(r["frames"]),
+                          "" if r["fps"] is None else f"{r['fps']:.2f}", f"{r['wall_seconds']:.1f}", note)
+        console.print(table)
+        if blob["throughput_fps"]:
+            console.print(f"{blob['frames_segmented']} frames in {blob['wall_seconds']:.1f} s: "
+                          f"{blob['throughput_fps']:.2f} frames/s over the batch", highlight=False)
+    if blob["failed"] or problems:
+        raise typer.Exit(EXIT_USER_ERROR)
 
 
 @app.command(

@@ -89,6 +89,7 @@ def segment(
     deterministic: bool = False,
     state_every: int = STATE_EVERY,
     bidirectional: bool = False,
+    segmenter: Segmenter | None = None,
 ) -> SegmentationRun:
     """Segment ``input_path`` (video file or frame folder) from ``mask_args``; write PNGs to ``out_dir``.
 
@@ -101,7 +102,8 @@ def segment(
     ``deterministic``: deterministic algorithms only on CUDA; ``state_every``: save the engine state
     every N frames (0: only when interrupted) so that ``resume`` continues exactly;
     ``bidirectional``: after the forward pass, propagate backward from where lost objects were
-    re-found (:mod:`vossegcli.run.bidirectional`) and rewrite the frames that changes.
+    re-found (:mod:`vossegcli.run.bidirectional`) and rewrite the frames that changes;
+    ``segmenter``: an engine already loaded with ``config`` (``vosseg batch`` reuses one per worker).
     Raises :class:`VossegError` (one line, with how far the run got) or :class:`RunInterrupted`.
     """
     if reader is None or masks is None:
@@ -131,8 +133,13 @@ def segment(
             internal_height=work_size[1], max_size=max_size, resumed_from_frame=plan.last, already_complete=True,
             notes=[f"{out_dir}: already complete ({plan.last + 1} frames); nothing to resume"],
         )
-    torch_device = resolve_device(device)
-    segmenter = Segmenter(config, device=torch_device, deterministic=deterministic)
+    if segmenter is not None:
+        if segmenter.config != config:
+            raise ValueError("the given segmenter was made with other engine settings than config")
+        torch_device = segmenter.device
+    else:
+        torch_device = resolve_device(device)
+        segmenter = Segmenter(config, device=torch_device, deterministic=deterministic)
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(torch_device)
     state, why = (load_saved_state(segmenter, out_dir, identity, work_size, plan.last) if resume and plan.last >= 0

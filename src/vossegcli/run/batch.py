@@ -1,0 +1,312 @@
+"""``vosseg batch``: many videos on one machine — jobs read and checked up front, the engine loaded
+once per worker, failures recorded without stopping the batch, finished videos skipped on a re-run.
+
+Jobs (:func:`read_jobs`) come from
+
+* a CSV file with a header: ``input,mask[,out][,<option>...]`` — several masks in one cell are
+  separated by ``;`` (each ``path.png`` or ``N:path.png``);
+* a JSON Lines file: one object per line, ``{"input": ..., "mask": "a.png" | ["a.png", "40:b.png"],
+  "out": ..., <option>: ...}``;
+* a folder: every video in it (mp4, mov, avi, mkv, webm, m4v) with a mask PNG of the same name
+  (``clip.mp4`` + ``clip.png``).
+
+Relative paths are relative to the jobs file (or folder). ``out`` defaults to
+``<out-root>/<input name>``. Per-job options: ``preset``, ``augment``, ``fill``, ``update``,
+``seed``, ``refiner``, ``precision``, ``absence``, ``max_size``, ``bidirectional``.
+
+Every row is checked before anything runs (:func:`check_jobs`: input opens, masks read and fit
+the frames, options valid, no two jobs write one folder); all problems are listed at once, the
+bad rows are recorded as failed, and the good ones run. Each job goes through
+:func:`vossegcli.run.segment.segment` — a folder with a complete run is skipped ("already
+complete"), an interrupted one is resumed exactly from its saved state. ``workers`` > 1 runs that
+many processes, each with ``cores // workers`` torch threads and its own engines (one per distinct
+engine configuration, loaded once).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+from vossegcli.errors import InputError, VossegError
+from vossegcli.io.video import VIDEO_SUFFIXES
+
+OPTIONS = ("preset", "augment", "fill", "update", "seed", "refiner", "precision", "absence", "max_size", "bidirectional")
+_BOOL = ("update", "absence", "bidirectional")
+_INT = ("augment", "seed", "max_size")
+
+
+@dataclass
+class Job:
+    row: int  #: 1-based row of the jobs file (the video's position for a folder)
+    input: str
+    masks: list[str]
+    out: str
+    options: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"row {self.row} ({Path(self.input).name})"
+
+
+@dataclass
+class JobResult:
+    row: int
+    input: str
+    out: str
+    status: str  #: done | skipped | failed
+    frames: int = 0
+    fps: float | None = None
+    wall_seconds: float = 0.0
+    error: str | None = None
+    exit_status: int = 0  #: as `vosseg segment` would exit: 0, 2 (a problem), 130/143 (stopped)
+    diagnostics: list[str] = field(default_factory=list)
+
+
+def _value(name: str, raw):
+    if raw is None or raw == "":
+        return None
+    if name in _BOOL:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name}={raw!r}: use true or false")
+    if name in _INT:
+        return int(raw)
+    return str(raw)
+
+
+def read_jobs(path: Path, out_root: Path) -> tuple[list[Job], list[str]]:
+    """(jobs, problems) of a CSV / JSON Lines file or a folder of videos (see the module docstring)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such jobs file or folder; pass a .csv, a .jsonl or a folder of videos with same-named mask PNGs")
+    base = path if path.is_dir() else path.parent
+    rows: list[tuple[int, dict]] = []
+    problems: list[str] = []
+    if path.is_dir():
+        videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        if not videos:
+            raise InputError(f"{path}: no videos ({', '.join(VIDEO_SUFFIXES)}) in this folder; pass a folder of videos with same-named mask PNGs, or a jobs file")
+        for k, video in enumerate(videos, 1):
+            rows.append((k, {"input": video.name, "mask": video.with_suffix(".png").name}))
+    elif path.suffix.lower() == ".csv":
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or "input" not in reader.fieldnames or "mask" not in reader.fieldnames:
+                raise InputError(f"{path}: the first line must be a header with at least input,mask (e.g. input,mask,out)")
+            for k, row in enumerate(reader, 2):  # line numbers: the header is line 1
+                rows.append((k, {key: value for key, value in row.items() if key is not None}))
+    elif path.suffix.lower() in (".jsonl", ".json"):
+        with path.open() as handle:
+            for k, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                    if not isinstance(item, dict):
+                        raise ValueError("not an object")
+                except ValueError as error:
+                    problems.append(f"{path}:{k}: not a JSON object ({error}); write one {{\"input\": ..., \"mask\": ...}} per line")
+                    continue
+                rows.append((k, item))
+    else:
+        raise InputError(f"{path}: unknown jobs file type; use .csv, .jsonl or a folder of videos")
+    jobs: list[Job] = []
+    for k, item in rows:
+        where = f"{path.name}:{k}"
+        unknown = sorted(set(item) - {"input", "mask", "out", *OPTIONS})
+        if unknown:
+            problems.append(f"{where}: unknown column(s) {', '.join(unknown)}; known: input, mask, out, {', '.join(OPTIONS)}")
+            continue
+        if not item.get("input") or not item.get("mask"):
+            problems.append(f"{where}: needs an input and at least one mask")
+            continue
+        masks = item["mask"] if isinstance(item["mask"], list) else [m for m in str(item["mask"]).split(";") if m.strip()]
+        masks = [_resolve_mask(base, str(m).strip()) for m in masks]
+        source = Path(str(item["input"]))
+        source = source if source.is_absolute() else base / source
+        out = Path(str(item["out"])) if item.get("out") else Path(out_root) / source.stem
+        if item.get("out") and not out.is_absolute():
+            out = base / out
+        try:
+            options = {name: _value(name, item.get(name)) for name in OPTIONS if _value(name, item.get(name)) is not None}
+        except ValueError as error:
+            problems.append(f"{where}: {error}")
+            continue
+        jobs.append(Job(k, str(source), masks, str(out), options))
+    return jobs, problems
+
+
+def _resolve_mask(base: Path, spec: str) -> str:
+    """``path.png`` or ``N:path.png`` relative to ``base``."""
+    frame, sep, rest = spec.partition(":")
+    if sep and frame.isdigit():
+        p = Path(rest)
+        return f"{frame}:{p if p.is_absolute() else base / p}"
+    p = Path(spec)
+    return str(p if p.is_absolute() else base / p)
+
+
+def job_config(job: Job):
+    """The engine configuration of a job's options (as ``vosseg segment`` builds it)."""
+    from vossegcli.run.options import engine_config
+
+    o = job.options
+    return engine_config(o.get("preset", "default"), o.get("augment"), o.get("fill"), o.get("update", True),
+                          o.get("seed", 0), o.get("refiner", "default"), o.get("precision", "auto"), o.get("absence", True))
+
+
+def check_jobs(jobs: list[Job]) -> tuple[list[Job], list[tuple[Job, str]]]:
+    """(good jobs, [(bad job, problem)]): every input opened and every mask read against it, the
+    engine options checked, and no two jobs writing to one folder."""
+    from vossegcli.run.inputs import load_inputs
+
+    good, bad = [], []
+    seen: dict[str, Job] = {}
+    for job in jobs:
+        try:
+            job_config(job)
+            reader, _ = load_inputs(Path(job.input), job.masks)
+            reader.close()
+            key = os.path.realpath(job.out)
+            if key in seen:
+                raise VossegError(f"{job.out}: also the output of {seen[key].label}; give each job its own out")
+            seen[key] = job
+        except VossegError as error:
+            bad.append((job, str(error)))
+            continue
+        good.append(job)
+    return good, bad
+
+
+# ----------------------------------------------------------------------------------------- running
+_ENGINES: dict[str, object] = {}  #: per process: engine configuration (JSON) → loaded Segmenter
+
+
+def _engine(config, device: str):
+    from vossegcli.engine.segmenter import Segmenter
+
+    key = json.dumps(config.as_dict(), sort_keys=True) + device
+    if key not in _ENGINES:
+        _ENGINES[key] = Segmenter(config, device=device)
+    return _ENGINES[key]
+
+
+def run_job(job: Job, device: str = "auto", progress: Callable[[int, int | None], None] | None = None) -> JobResult:
+    """Segment one job with this process's engine for its configuration; never raises a VossegError
+    (it becomes a failed result). A re-run skips a complete folder and resumes an interrupted one."""
+    from vossegcli.run.diagnostics import summary_lines
+    from vossegcli.run.resume import RUN_FILE
+    from vossegcli.run.segment import segment
+
+    start = time.perf_counter()
+    out = Path(job.out)
+    try:
+        config = job_config(job)
+        resume = (out / RUN_FILE).is_file()
+        segmenter = _engine(config, device)
+        run = segment(
+            Path(job.input), job.masks, out, config=config, resume=resume, segmenter=segmenter, progress=progress,
+            max_size=job.options.get("max_size", 960), bidirectional=job.options.get("bidirectional", False),
+        )
+    except VossegError as error:
+        return JobResult(job.row, job.input, job.out, "failed", error=str(error), exit_status=2,
+                         wall_seconds=round(time.perf_counter() - start, 3))
+    status = "skipped" if run.already_complete else "done"
+    return JobResult(
+        job.row, job.input, job.out, status, frames=run.frames_processed if not run.already_complete else run.frames,
+        fps=None if run.already_complete else round(run.fps, 3), wall_seconds=round(time.perf_counter() - start, 3),
+        diagnostics=summary_lines(run.diagnostics) if run.diagnostics else [],
+    )
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_in_worker(job: Job, device: str) -> JobResult:
+    return run_job(job, device)
+
+
+@dataclass
+class BatchReport:
+    jobs: list[JobResult]
+    workers: int
+    wall_seconds: float
+
+    @property
+    def failed(self) -> int:
+        return sum(r.status == "failed" for r in self.jobs)
+
+    def to_dict(self) -> dict:
+        frames = sum(r.frames for r in self.jobs if r.status == "done")
+        return {
+            "workers": self.workers,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "frames_segmented": frames,
+            "throughput_fps": round(frames / self.wall_seconds, 3) if self.wall_seconds > 0 else None,
+            "done": sum(r.status == "done" for r in self.jobs),
+            "skipped": sum(r.status == "skipped" for r in self.jobs),
+            "failed": self.failed,
+            "jobs": [asdict(r) for r in sorted(self.jobs, key=lambda r: r.row)],
+        }
+
+
+def run_batch(
+    jobs: list[Job],
+    bad: list[tuple[Job, str]] = (),
+    *,
+    workers: int = 1,
+    device: str = "auto",
+    on_result: Callable[[JobResult], None] | None = None,
+    progress: Callable[[Job, int, int | None], None] | None = None,
+) -> BatchReport:
+    """Run checked ``jobs`` (``bad`` ones are recorded as failed, not run) on ``workers`` processes
+    (1: in this process, with per-video ``progress``). ``on_result`` is called as each job ends."""
+    start = time.perf_counter()
+    results = [JobResult(job.row, job.input, job.out, "failed", error=problem, exit_status=2) for job, problem in bad]
+    for r in results:
+        if on_result:
+            on_result(r)
+    if workers <= 1:
+        for job in jobs:
+            tick = (lambda done, total, job=job: progress(job, done, total)) if progress else None
+            result = run_job(job, device, tick)
+            results.append(result)
+            if on_result:
+                on_result(result)
+        return BatchReport(results, 1, time.perf_counter() - start)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        pending = {pool.submit(_run_in_worker, job, device): job for job in jobs}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = pending.pop(future)
+                try:
+                    result = future.result()
+                except Exception as error:  # a worker that died (out of memory, killed)
+                    result = JobResult(job.row, job.input, job.out, "failed", error=f"{job.label}: worker failed ({error})",
+                                       exit_status=1)
+                results.append(result)
+                if on_result:
+                    on_result(result)
+    return BatchReport(results, workers, time.perf_counter() - start)
+
+
+__all__ = ["BatchReport", "Job", "JobResult", "check_jobs", "read_jobs", "run_batch", "run_job"]
