@@ -415,16 +415,20 @@ def batch(
             err_console.print(f"{len(good)} of {len(job_list) + len(problems)} job(s) to run with {workers} worker(s)", highlight=False)
             with _progress() as bar:
                 overall = bar.add_task("videos", total=len(good) + len(bad))
-                current = bar.add_task("", total=None, visible=workers == 1 and ray_address is None)
+                per_video: dict[int, int] = {}  # job row → its progress bar while it runs
 
                 def ended(result) -> None:
                     bar.advance(overall)
+                    if result.row in per_video:
+                        bar.remove_task(per_video.pop(result.row))
                     if result.status == "failed" and result.row in {j.row for j in good}:
                         err_console.print(f"[bold red]failed:[/] {escape(_as_flags(result.error or ''))}", highlight=False,
                                           soft_wrap=True)
 
                 def tick(job, done: int, total: int | None) -> None:
-                    bar.update(current, description=Path(job.input).name, completed=done, total=total)
+                    if job.row not in per_video:
+                        per_video[job.row] = bar.add_task(escape(Path(job.input).name), total=total)
+                    bar.update(per_video[job.row], completed=done, total=total)
 
                 if ray_address is not None:
                     from vossegcli.run.batch_ray import run_batch_ray

@@ -238,8 +238,10 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_in_worker(job: Job, device: str) -> JobResult:
-    return run_job(job, device)
+def _run_in_worker(job: Job, device: str, queue=None) -> JobResult:
+    """A job in a worker process; per-frame progress goes to ``queue`` as (row, done, total)."""
+    tick = (lambda done, total: queue.put((job.row, done, total))) if queue is not None else None
+    return run_job(job, device, tick)
 
 
 @dataclass
@@ -276,7 +278,8 @@ def run_batch(
     progress: Callable[[Job, int, int | None], None] | None = None,
 ) -> BatchReport:
     """Run checked ``jobs`` (``bad`` ones are recorded as failed, not run) on ``workers`` processes
-    (1: in this process, with per-video ``progress``). ``on_result`` is called as each job ends."""
+    (1: in this process). ``progress(job, done, total)`` is called as each video's frames complete
+    (from worker processes through a queue); ``on_result`` as each job ends."""
     start = time.perf_counter()
     results = [JobResult(job.row, job.input, job.out, "failed", error=problem, exit_status=2) for job, problem in bad]
     for r in results:
@@ -291,11 +294,22 @@ def run_batch(
                 on_result(result)
         return BatchReport(results, 1, time.perf_counter() - start)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker,
+    context = get_context("spawn")
+    manager = context.Manager() if progress else None
+    queue = manager.Queue() if manager is not None else None
+    by_row = {job.row: job for job in jobs}
+
+    def drain() -> None:
+        while queue is not None and not queue.empty():
+            row, done, total = queue.get_nowait()
+            progress(by_row[row], done, total)
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                              initargs=(threads,)) as pool:
-        pending = {pool.submit(_run_in_worker, job, device): job for job in jobs}
+        pending = {pool.submit(_run_in_worker, job, device, queue): job for job in jobs}
         while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            drain()
             for future in finished:
                 job = pending.pop(future)
                 try:
@@ -306,6 +320,8 @@ def run_batch(
                 results.append(result)
                 if on_result:
                     on_result(result)
+    if manager is not None:
+        manager.shutdown()
     return BatchReport(results, workers, time.perf_counter() - start)
 
 
