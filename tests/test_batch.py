@@ -1,6 +1,7 @@
 """`vosseg batch`: a jobs file of three tiny clips, one with a broken mask (issue 13, local execution)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -117,3 +118,35 @@ def test_ray_missing_says_what_to_install(tmp_path, monkeypatch):
     jobs = _clips(tmp_path)
     result = runner.invoke(app, ["batch", str(jobs), "--out-root", str(tmp_path / "o"), "--ray", "local"])
     assert result.exit_code == 2 and 'pip install "vosseg[ray]"' in result.output
+
+
+def test_ctrl_c_stops_a_two_worker_batch_and_a_rerun_resumes_the_interrupted_videos(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.mp4").symlink_to(sample_paths().video)
+        (tmp_path / f"{name}.png").symlink_to(sample_paths().mask)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "vossegcli.cli", "batch", str(tmp_path), "--out-root", str(out), "--workers", "2"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("*/00003.png")):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # to the parent only: it stops its workers itself
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command again" in err
+    written = {name: len(list((out / name).glob("*.png"))) for name in ("a", "b")}
+    assert any(n < 72 for n in written.values()), written  # stopped part-way, not run to the end
+    again = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    blob = json.loads(again.stdout[again.stdout.index("{"):])
+    for row in blob["jobs"]:
+        name = Path(row["input"]).stem
+        assert len(list((out / name).glob("*.png"))) == 72
+        assert row["status"] == ("skipped" if written[name] == 72 else "done")
+        if written[name] < 72:
+            assert row["frames"] < 72  # continued, not started over

@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -304,9 +305,9 @@ def run_batch(
             row, done, total = queue.get_nowait()
             progress(by_row[row], done, total)
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                             initargs=(threads,)) as pool:
-        pending = {pool.submit(_run_in_worker, job, device, queue): job for job in jobs}
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(threads,))
+    pending = {pool.submit(_run_in_worker, job, device, queue): job for job in jobs}
+    try:
         while pending:
             finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             drain()
@@ -320,8 +321,21 @@ def run_batch(
                 results.append(result)
                 if on_result:
                     on_result(result)
-    if manager is not None:
-        manager.shutdown()
+    except BaseException:
+        # Ctrl-C / SIGTERM (or a failure here): queued videos are not started, running ones are
+        # stopped like an interrupted `vosseg segment` (state saved: a re-run resumes them exactly).
+        for future in pending:
+            future.cancel()
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            try:
+                os.kill(process.pid, signal.SIGINT)
+            except OSError:
+                pass
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if manager is not None:
+            manager.shutdown()
     return BatchReport(results, workers, time.perf_counter() - start)
 
 
