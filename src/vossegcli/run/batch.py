@@ -240,9 +240,38 @@ def _init_worker(threads: int) -> None:
 
 
 def _run_in_worker(job: Job, device: str, queue=None) -> JobResult:
-    """A job in a worker process; per-frame progress goes to ``queue`` as (row, done, total)."""
+    """A job in a worker process; per-frame progress goes to ``queue`` as (row, done, total). An
+    interrupt ends the process once the job has stopped (its state saved), so the batch can end."""
     tick = (lambda done, total: queue.put((job.row, done, total))) if queue is not None else None
-    return run_job(job, device, tick)
+    try:
+        return run_job(job, device, tick)
+    except KeyboardInterrupt:  # (RunInterrupted included: the state file is written by then)
+        os._exit(130)
+
+
+def _stop_workers(pool: ProcessPoolExecutor, pending) -> None:
+    """After Ctrl-C / SIGTERM in the parent: start no further video, and stop the running ones as an
+    interrupted `vosseg segment` (SIGINT: the frame in progress finishes, the state is saved, the
+    worker exits); a worker still alive after :data:`STOP_GRACE` seconds is terminated."""
+    for future in pending:
+        future.cancel()
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        try:
+            os.kill(process.pid, signal.SIGINT)
+        except OSError:
+            pass
+    deadline = time.monotonic() + STOP_GRACE
+    for process in processes:
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+#: Seconds a worker gets to save its state after an interrupt.
+STOP_GRACE = 60.0
 
 
 @dataclass
@@ -322,18 +351,12 @@ def run_batch(
                 if on_result:
                     on_result(result)
     except BaseException:
-        # Ctrl-C / SIGTERM (or a failure here): queued videos are not started, running ones are
-        # stopped like an interrupted `vosseg segment` (state saved: a re-run resumes them exactly).
-        for future in pending:
-            future.cancel()
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            try:
-                os.kill(process.pid, signal.SIGINT)
-            except OSError:
-                pass
+        # Ctrl-C / SIGTERM (or a failure here): a re-run resumes the stopped videos exactly.
+        _stop_workers(pool, pending)
         raise
+    else:
+        pool.shutdown(wait=True)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         if manager is not None:
             manager.shutdown()
     return BatchReport(results, workers, time.perf_counter() - start)
