@@ -151,7 +151,8 @@ def backward_pass(
                 # one stretch's frames at a time: the cache holds at most MAX_BACKWARD + 1 frames
                 shutil.rmtree(cache, ignore_errors=True)
                 _cache_frames(reader, set(range(stretch.first, stretch.anchor + 1)), work_size, cache)
-                _one_stretch(segmenter, forward_state, bank, stretch, cache, out_dir, frame_name, forward, changes, palette)
+                _one_stretch(segmenter, forward_state, bank, stretch, cache, out_dir, frame_name, work_size, forward, changes,
+                             palette)
                 if progress:
                     progress(done, len(stretches))
     finally:
@@ -171,14 +172,13 @@ def backward_pass(
 
 
 def _one_stretch(segmenter: Segmenter, forward_state: VideoState, bank: TemplateBank, stretch: Stretch, cache: Path,
-                 out_dir: Path, frame_name: Callable[[int], str], forward: dict[int, dict],
+                 out_dir: Path, frame_name: Callable[[int], str], work_size: tuple[int, int], forward: dict[int, dict],
                  changes: dict[int, dict[str, dict]], palette: list[int] | None) -> None:
     key = str(stretch.object_id)
     slot = forward_state.objects.slot_of(stretch.object_id)
     anchor_png = Path(out_dir) / f"{frame_name(stretch.anchor)}.png"
     full = read_label_png(anchor_png)
-    work_w, work_h = work_size_of(cache, stretch.anchor)
-    anchor_mask = resize_labels(np.where(full == stretch.object_id, stretch.object_id, 0).astype(np.uint8), (work_w, work_h))
+    anchor_mask = resize_labels(np.where(full == stretch.object_id, stretch.object_id, 0).astype(np.uint8), work_size)
     if not anchor_mask.any():
         return
     state = segmenter.new_state()
@@ -212,12 +212,6 @@ def _one_stretch(segmenter: Segmenter, forward_state: VideoState, bank: Template
             "mean_probability": d.mean_probability[0], "similarity": d.similarity[0],
             "refound": bool(fwd.get("refound")) if fwd is not None else False, "backward": True,
         }
-
-
-def work_size_of(cache: Path, frame: int) -> tuple[int, int]:
-    """(w, h) of a cached frame."""
-    shape = np.load(cache / f"{frame}.npy", mmap_mode="r").shape
-    return shape[1], shape[0]
 
 
 __all__ = ["MAX_BACKWARD", "STOP_AFTER", "Stretch", "backward_pass", "find_stretches"]
