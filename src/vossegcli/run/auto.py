@@ -1,0 +1,414 @@
+"""``vosseg segment INPUT --auto``: no mask given; find and segment the video's primary object.
+
+The primary-object network (:mod:`vossegcli.engine.primary`, COSNet) reads the video in two
+streaming passes, so memory stays flat in the video's length:
+
+1. **references**: N frames sampled uniformly over the whole video (COSNet's "global uniform
+   sampling") are decoded and embedded; only their N stride-16 embeddings are kept;
+2. **segmentation**, in one of two modes (``AutoConfig.mode``):
+
+   * ``"seed"`` (auto-seeding, the default — chosen by measurement, docs/RESULTS.md): the first
+     ``seed_window`` frames are segmented by co-attention with the references; the frame whose
+     mask is most confident (:func:`~vossegcli.engine.primary.mask_confidence`) seeds the
+     semi-supervised engine (target model + refiner), which then segments the video as
+     ``vosseg segment --mask K:seed.png`` would. Frames before the seed frame keep their
+     co-attention masks. The seed mask is kept in the output folder (``.vosseg-auto-seed.png``)
+     so ``--resume`` continues the same run;
+   * ``"cosnet"``: every frame is segmented by co-attention with the references (COSNet as
+     published, without its CRF).
+
+:func:`propose` alone is ``--auto --dry-run``: the seed frame's mask as a PNG a user can check or
+edit, and the command that runs the normal mode with it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from vossegcli.engine.device import resolve_device, resolve_precision
+from vossegcli.engine.primary import PrimarySegmenter, default_primary_path, load_primary
+from vossegcli.engine.refiner import default_refiner_path, load_refiner, sha256_of
+from vossegcli.engine.segmenter import SegmenterConfig
+from vossegcli.errors import InputError, Interrupted, OutputError, RunInterrupted, VossegError
+from vossegcli.io.palette import davis_palette, write_label_png
+from vossegcli.io.prefetch import prefetch
+from vossegcli.io.video import FrameReader, open_frames
+from vossegcli.run.inputs import DEFAULT_MAX_SIZE, internal_size, resize_image, resize_labels
+from vossegcli.run.outputs import (
+    MaskWriteError, MaskWriter, clean_temporary_files, describe_written, prepare_output_dir, write_error_message,
+    write_json_atomic,
+)
+from vossegcli.run.report import SegmentationRun, environment_info, peak_memory_mb
+
+AUTO_MODES = ("seed", "cosnet")
+#: The seed mask and what chose it, kept in the output folder of a seed-mode run (for --resume).
+SEED_FILE = ".vosseg-auto-seed.png"
+AUTO_FILE = ".vosseg-auto.json"
+NO_OBJECT_HINT = "give the object's mask with --mask instead"
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    """How ``--auto`` finds the primary object."""
+
+    mode: str = "seed"
+    #: N reference frames for the co-attention (0: the single-frame saliency head only).
+    references: int = 5
+    #: Seed mode: the seed frame is the most confident of the first ``seed_window`` frames (later
+    #: frames are searched only when none of these shows an object).
+    seed_window: int = 10
+    #: The primary-object weights: "default" (shipped) or a path.
+    weights: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.mode not in AUTO_MODES:
+            raise VossegError(f"auto mode {self.mode!r}: choose one of {', '.join(AUTO_MODES)}")
+        if self.references < 0 or self.references > 20:
+            raise VossegError(f"--references {self.references}: choose 0 (saliency only) to 20")
+        if self.seed_window < 1:
+            raise VossegError(f"--seed-window {self.seed_window}: must be at least 1")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def primary_weights_file(spec: str) -> Path:
+    """The primary-object weights a spec names; VossegError with the fix when missing."""
+    if spec in ("", "default"):
+        path = default_primary_path()
+        if path is None:
+            raise VossegError("no primary-object weights are installed (weights/manifest.json lists none); reinstall vosseg")
+        return path
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise VossegError(f"{path}: primary-object weights not found; pass a file written by the primary trainer")
+    return path
+
+
+def load_primary_segmenter(auto: AutoConfig, device: torch.device | str = "cpu",
+                           precision: str = "auto") -> PrimarySegmenter:
+    """Backbone + the primary-object network + the shipped refiner as decoder, on ``device``."""
+    path = primary_weights_file(auto.weights)
+    try:
+        net = load_primary(path, device)
+    except Exception as exc:  # unreadable or not ours
+        raise VossegError(f"{path}: cannot load primary-object weights ({type(exc).__name__}); reinstall vosseg") from exc
+    refiner_path = default_refiner_path()
+    refiner = load_refiner(refiner_path, device) if refiner_path is not None else None
+    device = torch.device(device)
+    return PrimarySegmenter(net, refiner, device=device, dtype=resolve_precision(precision, device))
+
+
+def reference_indices(num_frames: int, n: int) -> list[int]:
+    """N frames spread uniformly over 0..num_frames-1 (fewer if the video is shorter)."""
+    if n <= 0 or num_frames <= 0:
+        return []
+    return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, min(n, num_frames))})
+
+
+def collect_references(seg: PrimarySegmenter, reader: FrameReader, n: int,
+                       work_size: tuple[int, int]) -> tuple[torch.Tensor | None, list[int]]:
+    """Pass 1: decode the video once, embed the N reference frames → ((N, C, h, w), their indices)."""
+    if n <= 0:
+        return None, []
+    total = reader.count_frames()
+    wanted = reference_indices(total, n)
+    embeddings: dict[int, torch.Tensor] = {}
+    last: tuple[int, np.ndarray] | None = None
+    frames = reader.frames(0)
+    try:
+        for frame in frames:
+            if frame.index in wanted:
+                embeddings[frame.index] = seg.reference(resize_image(frame.image, work_size))
+            last = (frame.index, frame.image)
+            if frame.index >= wanted[-1]:
+                break
+    finally:
+        frames.close()
+    if last is None:
+        raise InputError(f"{reader.path}: no frames could be decoded; re-encode the video (e.g. as H.264 mp4)")
+    if not embeddings or max(embeddings) < last[0] and last[0] not in embeddings:
+        # the video ended before the packet count said: the last decoded frame stands in
+        embeddings[last[0]] = seg.reference(resize_image(last[1], work_size))
+    used = sorted(embeddings)
+    return torch.cat([embeddings[i] for i in used]), used
+
+
+@dataclass
+class Proposal:
+    """The seed chosen by :func:`propose`."""
+
+    frame: int
+    name: str
+    confidence: float
+    mask: np.ndarray  # (H, W) bool at the input size
+    references: list[int]
+    #: (frame, confidence, area fraction) of every frame examined
+    candidates: list[tuple[int, float, float]] = field(default_factory=list)
+    #: co-attention masks (input size, bool) of the frames before the seed frame
+    early: dict[int, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        return {
+            "seed_frame": self.frame, "seed_frame_name": self.name, "confidence": round(self.confidence, 4),
+            "area_fraction": round(float(self.mask.mean()), 5), "references": self.references,
+            "candidates": [{"frame": f, "confidence": round(c, 4), "area_fraction": round(a, 5)} for f, c, a in self.candidates],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _to_input_size(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return resize_labels(mask.astype(np.uint8), size).astype(bool)
+
+
+def propose(input_path: Path, auto: AutoConfig, *, seg: PrimarySegmenter, max_size: int | None = DEFAULT_MAX_SIZE,
+            notify: Callable[[str], None] | None = None) -> Proposal:
+    """Pick the seed frame and its primary-object mask (two streaming passes over the video).
+
+    Raises VossegError when no frame of the video shows a primary object.
+    """
+    t0 = time.perf_counter()
+    reader = open_frames(input_path)
+    try:
+        info = reader.info
+        work = internal_size(info.width, info.height, max_size)
+        refs, used = collect_references(seg, reader, auto.references, work)
+        if notify:
+            notify(f"reference frames: {', '.join(map(str, used)) if used else 'none (saliency only)'}")
+        candidates: list[tuple[int, float, float]] = []
+        masks: dict[int, np.ndarray] = {}
+        best: int | None = None
+        frames = reader.frames(0)
+        try:
+            for frame in frames:
+                pred = seg.predict(resize_image(frame.image, work), refs)
+                candidates.append((frame.index, pred.confidence, float(pred.mask.mean())))
+                masks[frame.index] = pred.mask
+                if pred.mask.any() and (best is None or pred.confidence > candidates[best][1]):
+                    best = frame.index
+                if frame.index + 1 >= auto.seed_window and best is not None:
+                    break
+                if best is None and frame.index + 1 > auto.seed_window:
+                    masks.pop(frame.index)  # searching on: only the window's masks are kept
+        finally:
+            frames.close()
+        if best is None:
+            raise VossegError(f"{input_path}: no primary object found in any of its {len(candidates)} frames; {NO_OBJECT_HINT}")
+        size = (info.width, info.height)
+        return Proposal(
+            frame=best, name=reader.frame_name(best), confidence=candidates[best][1],
+            mask=_to_input_size(masks[best], size), references=used, candidates=candidates,
+            early={i: _to_input_size(m, size) for i, m in masks.items() if i < best}, seconds=time.perf_counter() - t0,
+        )
+    finally:
+        reader.close()
+
+
+def write_proposal(proposal: Proposal, out_dir: Path, force: bool = False) -> Path:
+    """``--dry-run``: ``<out>/proposal.png`` (object 1 on the seed frame) and ``proposal.json``."""
+    out_dir = Path(out_dir)
+    prepare_output_dir(out_dir, force)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "proposal.png"
+        write_label_png(path, proposal.mask.astype(np.uint8), davis_palette())
+        write_json_atomic(out_dir / "proposal.json", proposal.summary())
+    except OSError as exc:
+        raise OutputError(write_error_message(out_dir, exc)) from exc
+    return path
+
+
+# -- the two modes ---------------------------------------------------------------------------------
+def _auto_identity(input_path: Path, auto: AutoConfig) -> dict:
+    weights = primary_weights_file(auto.weights)
+    return {"input": str(Path(input_path).expanduser().resolve()), "auto": auto.as_dict(),
+            "primary_sha256": sha256_of(weights)}
+
+
+def segment_auto(
+    input_path: Path,
+    out_dir: Path,
+    auto: AutoConfig,
+    *,
+    device: str = "auto",
+    config: SegmenterConfig | None = None,
+    precision: str = "auto",
+    force: bool = False,
+    resume: bool = False,
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    progress: Callable[[int, "int | None"], None] | None = None,
+    notify: Callable[[str], None] | None = None,
+    command: str | None = None,
+    **segment_kwargs,
+) -> SegmentationRun:
+    """Segment the primary object of ``input_path`` into ``out_dir`` (object id 1).
+
+    Seed mode runs :func:`vossegcli.run.segment.segment` from the proposed seed (``segment_kwargs``
+    go to it: ``bidirectional``, ``state_every``, ...); cosnet mode segments every frame by
+    co-attention. The report's ``auto`` field says which frame seeded the object, how confident
+    the network was, and which frames were references.
+    """
+    out_dir = Path(out_dir)
+    config = config or SegmenterConfig()
+    if resume and force:
+        raise VossegError("resume=True and force=True: choose one (resume=True continues the run in out_dir, force=True starts over)")
+    identity = _auto_identity(input_path, auto)
+    record = _read_auto_record(out_dir) if resume else None
+    if resume and record is not None and record.get("identity") != identity:
+        raise OutputError(f"{out_dir}: holds another --auto run (other input or settings); choose another --out or start over with --force")
+    if not resume:
+        prepare_output_dir(out_dir, force)
+    torch_device = resolve_device(device)
+    seg = load_primary_segmenter(auto, torch_device, precision)
+    if auto.mode == "cosnet":
+        return _segment_cosnet(input_path, out_dir, auto, seg, identity, resume=resume, max_size=max_size,
+                               progress=progress, notify=notify)
+    from vossegcli.run.segment import segment
+
+    if resume and record is not None and (out_dir / SEED_FILE).is_file():
+        seed = record["seed"]
+        proposal = None
+        if notify:
+            notify(f"resuming the --auto run seeded at frame {seed['seed_frame']} (confidence {seed['confidence']:.2f})")
+    else:
+        proposal = propose(input_path, auto, seg=seg, max_size=max_size, notify=notify)
+        seed = proposal.summary()
+        if notify:
+            notify(f"primary object seeded at frame {proposal.frame} ({proposal.name}), confidence {proposal.confidence:.2f}, "
+                   f"{100 * seed['area_fraction']:.1f}% of the frame")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_label_png(out_dir / SEED_FILE, proposal.mask.astype(np.uint8), davis_palette())
+            write_json_atomic(out_dir / AUTO_FILE, {"identity": identity, "seed": seed})
+        except OSError as exc:
+            raise OutputError(write_error_message(out_dir, exc)) from exc
+    mask_arg = f"{seed['seed_frame']}:{out_dir / SEED_FILE}"
+    result = segment(
+        input_path, [mask_arg], out_dir, device=device, config=config, force=not resume, resume=resume,
+        progress=progress, max_size=max_size, command=command, notify=notify, **segment_kwargs,
+    )
+    if seed["seed_frame"] > 0 and not result.already_complete:
+        early = proposal.early if proposal is not None else _early_masks(input_path, auto, seg, seed, max_size)
+        _write_early(out_dir, input_path, early, result)
+    result.auto = {"mode": "seed", **seed, "weights": identity["primary_sha256"]}
+    return result
+
+
+def _read_auto_record(out_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(out_dir) / AUTO_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _early_masks(input_path: Path, auto: AutoConfig, seg: PrimarySegmenter, seed: dict,
+                 max_size: int | None) -> dict[int, np.ndarray]:
+    """A resumed seed-mode run: recompute the co-attention masks of the frames before the seed."""
+    proposal = propose(input_path, AutoConfig(auto.mode, auto.references, seed["seed_frame"] + 1, auto.weights),
+                       seg=seg, max_size=max_size)
+    return {i: m for i, m in proposal.early.items() if i < seed["seed_frame"]}
+
+
+def _write_early(out_dir: Path, input_path: Path, early: dict[int, np.ndarray], result: SegmentationRun) -> None:
+    """Frames before the seed frame: their co-attention masks replace the engine's empty ones."""
+    with open_frames(input_path) as reader:
+        names = {i: reader.frame_name(i) for i in early}
+    try:
+        for i, mask in sorted(early.items()):
+            write_label_png(out_dir / f"{names[i]}.png", mask.astype(np.uint8), davis_palette())
+    except OSError as exc:
+        raise OutputError(write_error_message(out_dir, exc)) from exc
+    result.notes.append(f"frames 0-{max(early)} (before the seed frame): co-attention masks")
+
+
+def _scaled(frames, size: tuple[int, int]):
+    """(image at the engine's size, index) of ``frames`` (runs in the prefetch thread)."""
+    try:
+        for frame in frames:
+            yield resize_image(frame.image, size), frame.index
+    finally:
+        frames.close()
+
+
+def _segment_cosnet(input_path: Path, out_dir: Path, auto: AutoConfig, seg: PrimarySegmenter, identity: dict, *,
+                    resume: bool, max_size: int | None, progress, notify) -> SegmentationRun:
+    """Every frame by co-attention with the N references; PNGs written atomically in order, so a
+    resume continues after the last complete one."""
+    reader = open_frames(input_path)
+    info = reader.info
+    work = internal_size(info.width, info.height, max_size)
+    t0 = time.perf_counter()
+    refs, used = collect_references(seg, reader, auto.references, work)
+    ref_seconds = time.perf_counter() - t0
+    if notify:
+        notify(f"reference frames: {', '.join(map(str, used)) if used else 'none (saliency only)'}")
+    first = 0
+    if resume:  # PNGs are written atomically and in order: every one there is complete
+        total = reader.count_frames()
+        while first < total and (out_dir / f"{reader.frame_name(first)}.png").is_file():
+            first += 1
+        if notify and first:
+            notify(f"resuming after frame {first - 1}: {first} masks are complete")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        clean_temporary_files(out_dir)
+        write_json_atomic(out_dir / AUTO_FILE, {"identity": identity, "references": used})
+    except OSError as exc:
+        raise OutputError(write_error_message(out_dir, exc)) from exc
+    done = first
+    engine = 0.0
+    confidences: list[float] = []
+    wall0 = time.perf_counter()
+    try:
+        writer = MaskWriter(davis_palette(), size=(info.width, info.height))
+        with writer, prefetch(_scaled(reader.frames(first), work), 4) as frames:
+            if progress:
+                progress(done, info.num_frames)
+            for image, index in frames:
+                t = time.perf_counter()
+                pred = seg.predict(image, refs)
+                engine += time.perf_counter() - t
+                confidences.append(pred.confidence)
+                writer.submit(out_dir / f"{reader.frame_name(index)}.png", pred.mask.astype(np.uint8))
+                done = first + writer.completed
+                if progress:
+                    progress(done, info.num_frames)
+            writer.finish()
+        done = first + writer.completed
+        if progress:
+            progress(done, info.num_frames)
+    except MaskWriteError as error:
+        raise OutputError(f"{error}; {describe_written(out_dir, reader, first + writer.completed)}") from error.error
+    except (KeyboardInterrupt, Interrupted) as stop:
+        done = first + writer.completed
+        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+        raise RunInterrupted(int(signum), done, out_dir,
+                             f"interrupted by {signal.Signals(signum).name} after {done} frames: "
+                             f"{describe_written(out_dir, reader, done)}; continue with the same command and --resume") from None
+    finally:
+        reader.close()
+        clean_temporary_files(out_dir)
+    processed = done - first
+    return SegmentationRun(
+        input=str(input_path), output=str(out_dir),
+        objects=[{"id": 1, "start_frame": 0, "area_px": None, "mask": "--auto (co-attention, every frame)"}],
+        frames=done, width=info.width, height=info.height, device=str(seg.device),
+        dtype="bf16" if seg.dtype == torch.bfloat16 else "fp16" if seg.dtype == torch.float16 else "float32",
+        config={"auto": auto.as_dict()}, stage_seconds={"references": round(ref_seconds, 4), "frames": round(engine, 4)},
+        engine_seconds=engine, fps=processed / engine if engine > 0 else float("nan"),
+        memory=peak_memory_mb(seg.device), weights={"primary_sha256": identity["primary_sha256"]},
+        platform=environment_info(seg.device), internal_width=work[0], internal_height=work[1], max_size=max_size,
+        frames_processed=processed, resumed_from_frame=first - 1 if first else None, wall_seconds=time.perf_counter() - wall0,
+        auto={"mode": "cosnet", "references": used,
+              "mean_confidence": round(float(np.mean(confidences)), 4) if confidences else None,
+              "weights": identity["primary_sha256"]},
+    )

@@ -1,0 +1,212 @@
+"""`vosseg segment --auto`: the primary-object network finds and segments an object no mask names."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from vossegcli import sample
+from vossegcli.cli import app
+from vossegcli.engine.primary import PrimaryObjectNet, load_primary, mask_confidence, save_primary
+from vossegcli.eval.metrics import region_similarity
+from vossegcli.io.palette import read_label_png
+from vossegcli.run.auto import AutoConfig, reference_indices
+
+runner = CliRunner()
+FRAMES = 20
+
+
+def _one_object_clip(folder):
+    """The sample's scene with only the red spotted ellipse moving over the panning background:
+    20 frames (every third of the sample's 72) as PNGs, and the ellipse's ground truth."""
+    scene = sample._Scene(3)
+    ss = sample.SUPERSAMPLE
+    h, w = sample.HEIGHT * ss, sample.WIDTH * ss
+    yy, xx = np.mgrid[0:sample.HEIGHT, 0:sample.WIDTH].astype(np.float64) + 0.5
+    frames_dir = folder / "frames"
+    frames_dir.mkdir()
+    truth = []
+    for k, t in enumerate(range(0, 3 * FRAMES, 3)):
+        u = t / (sample.NUM_FRAMES - 1)
+        ox = int(round(scene.pan[0] * u * ss))
+        oy = int(round(scene.pan[1] * (0.5 - 0.5 * math.cos(math.pi * u)) * ss))
+        img = scene.background[oy:oy + h, ox:ox + w].astype(np.float64)
+        one, _ = scene.poses(t)
+        sample._paint_ellipse(img, one, scene)
+        img = img.reshape(sample.HEIGHT, ss, sample.WIDTH, ss, 3).mean(axis=(1, 3))
+        Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).save(frames_dir / f"{k:05d}.png")
+        truth.append(sample._ellipse_inside(*sample._local(xx, yy, one), scene))
+    return frames_dir, truth
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return _one_object_clip(tmp_path_factory.mktemp("auto"))
+
+
+def _ious(out, truth):
+    return [region_similarity(read_label_png(out / f"{k:05d}.png") > 0, gt) for k, gt in enumerate(truth)]
+
+
+def test_auto_finds_and_segments_the_one_salient_moving_object(clip, tmp_path):
+    frames, truth = clip
+    out = tmp_path / "auto"
+    report = tmp_path / "run.json"
+    result = runner.invoke(app, ["segment", str(frames), "--auto", "--out", str(out), "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "seeded at frame" in result.output
+    ious = _ious(out, truth)
+    assert len(ious) == FRAMES
+    assert np.mean(ious) > 0.75, ious
+    assert min(ious) > 0.5, ious
+    auto = json.loads(report.read_text())["auto"]
+    assert auto["mode"] == "seed"
+    assert 0 <= auto["seed_frame"] < 10 and 0 < auto["confidence"] <= 1
+    assert auto["references"] == reference_indices(FRAMES, 5)
+    # the seed mask is kept for --resume; every frame's PNG holds only object 1
+    assert (out / ".vosseg-auto-seed.png").is_file()
+    assert set(np.unique(read_label_png(out / "00010.png")).tolist()) <= {0, 1}
+
+
+def test_auto_cosnet_mode_segments_every_frame_against_references(clip, tmp_path):
+    frames, truth = clip
+    out = tmp_path / "cosnet"
+    result = runner.invoke(app, ["segment", str(frames), "--auto", "--auto-mode", "cosnet", "--references", "2",
+                                 "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["auto"]["mode"] == "cosnet" and report["auto"]["references"] == [0, FRAMES - 1]
+    assert np.mean(_ious(out, truth)) > 0.6
+
+
+def test_auto_dry_run_writes_the_proposed_mask_and_the_command_to_use_it(clip, tmp_path):
+    frames, truth = clip
+    out = tmp_path / "proposal"
+    result = runner.invoke(app, ["segment", str(frames), "--auto", "--dry-run", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "proposal.json").read_text())
+    proposal = read_label_png(out / "proposal.png") > 0
+    assert region_similarity(proposal, truth[meta["seed_frame"]]) > 0.7
+    assert "--mask" in result.output and "proposal.png" in result.output
+    assert not list(out.glob("0*.png"))  # nothing segmented
+    # the printed command works: the proposal is a valid mask for the normal mode
+    mask_arg = f"{meta['seed_frame']}:{out / 'proposal.png'}" if meta["seed_frame"] else str(out / "proposal.png")
+    result = runner.invoke(app, ["segment", str(frames), "--mask", mask_arg, "--out", str(out / "masks"),
+                                 "--augment", "0"])
+    assert result.exit_code == 0, result.output
+
+
+def test_auto_refuses_a_mask_and_dry_run_without_auto(clip, tmp_path):
+    frames, _ = clip
+    result = runner.invoke(app, ["segment", str(frames), "--auto", "--mask", "x.png", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "drop --mask" in result.output
+    result = runner.invoke(app, ["segment", str(frames), "--dry-run", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "--auto" in result.output
+    result = runner.invoke(app, ["segment", str(frames), "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "--auto" in result.output  # the no-mask error points to --auto
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_auto_on_a_featureless_video_says_no_object_was_found(tmp_path):
+    frames = tmp_path / "gray"
+    frames.mkdir()
+    for k in range(4):
+        Image.fromarray(np.full((96, 128, 3), 128, np.uint8)).save(frames / f"{k:05d}.png")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["segment", str(frames), "--auto", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "no primary object found" in result.output and "--mask" in result.output
+
+
+def test_reference_frames_are_spread_uniformly_over_the_whole_video():
+    assert reference_indices(100, 5) == [0, 25, 50, 74, 99]
+    assert reference_indices(3, 5) == [0, 1, 2]
+    assert reference_indices(10, 0) == []
+
+
+def test_auto_config_rejects_unknown_modes():
+    with pytest.raises(Exception, match="choose one of seed, cosnet"):
+        AutoConfig(mode="crf")
+
+
+def test_mask_confidence_prefers_crisp_masks_to_faint_ones():
+    crisp = np.zeros((40, 40), np.float32)
+    crisp[10:30, 10:30] = 0.98
+    faint = np.where(crisp > 0, 0.6, 0.4).astype(np.float32)
+    assert mask_confidence(crisp) > 0.9 > mask_confidence(faint)
+    assert mask_confidence(np.full((8, 8), 0.2, np.float32)) == 0.0
+
+
+def test_co_attention_summarizes_the_reference_and_is_symmetric():
+    torch.manual_seed(0)
+    net = PrimaryObjectNet().eval()
+    va, vb = torch.randn(1, 128, 6, 8), torch.randn(1, 128, 5, 7)
+    za, zb = net.summary(va, vb)
+    assert za.shape == va.shape and zb.shape == vb.shape
+    # one reference through the inference path gives the training path's summary
+    assert torch.allclose(net.summary_of(va, vb), za, atol=1e-5)
+    # swapping the frames swaps the summaries (W = PᵀDP is symmetric)
+    zb2, za2 = net.summary(vb, va)
+    assert torch.allclose(za2, za, atol=1e-5) and torch.allclose(zb2, zb, atol=1e-5)
+    # N references: the mean of the N gated summaries
+    refs = torch.cat([vb[..., :5, :7], torch.randn(1, 128, 5, 7)])
+    mean = (net.summary(va, refs[:1])[0] + net.summary(va, refs[1:])[0]) / 2
+    assert torch.allclose(net.summary_of(va, refs), mean, atol=1e-5)
+
+
+def test_primary_weights_round_trip(tmp_path):
+    net = PrimaryObjectNet()
+    path = tmp_path / "p.pt"
+    save_primary(net, path)
+    back = load_primary(path)
+    v = torch.randn(1, 128, 4, 4)
+    assert torch.equal(back(v, None), net.eval()(v, None))
+
+
+def test_auto_resume_of_a_complete_run_says_so_and_keeps_the_masks(clip, tmp_path):
+    frames, _ = clip
+    out = tmp_path / "auto"
+    assert runner.invoke(app, ["segment", str(frames), "--auto", "--out", str(out)]).exit_code == 0
+    before = (out / "00012.png").read_bytes()
+    result = runner.invoke(app, ["segment", str(frames), "--auto", "--out", str(out), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "already complete" in result.output
+    assert (out / "00012.png").read_bytes() == before
+    # a different --auto run into the same folder is refused, not mixed
+    result = runner.invoke(app, ["segment", str(frames), "--auto", "--references", "2", "--out", str(out), "--resume"])
+    assert result.exit_code == 2 and "another --auto run" in result.output
+
+
+def test_info_lists_the_shipped_primary_weights_with_a_matching_sha256():
+    result = runner.invoke(app, ["info", "--json"])
+    assert result.exit_code == 0, result.output
+    weights = {w["role"]: w for w in json.loads(result.stdout)["weights"]}
+    primary = weights["primary object (--auto)"]
+    assert primary["manifest_sha256_matches"] is True
+    assert primary["file"].endswith("primary.pt")
+
+
+SHARED = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "duts-tr").is_dir(), reason="needs ../shared/data (ECSSD, DUTS-TR)")
+def test_common_object_pairs_share_the_target_and_nothing_else():
+    import random
+
+    from vossegcli.train.data import ObjectPool
+    from vossegcli.train.primary import PAIR_SIZE, common_object_pair, saliency_images
+
+    pool = ObjectPool(SHARED, ("ecssd", "duts"))
+    rng = random.Random(1)
+    for _ in range(3):
+        ia, fa, ib, fb = common_object_pair(pool, saliency_images(SHARED), rng)
+        assert ia.shape == ib.shape == PAIR_SIZE + (3,) and fa.shape == fb.shape == PAIR_SIZE
+        assert fa.any() and fb.any()  # the target is in both frames
+        # the target's colours are the same object's in both frames (mean colour within 25 levels)
+        assert np.abs(ia[fa].mean(0) - ib[fb].mean(0)).max() < 25
