@@ -210,3 +210,43 @@ def test_common_object_pairs_share_the_target_and_nothing_else():
         assert fa.any() and fb.any()  # the target is in both frames
         # the target's colours are the same object's in both frames (mean colour within 25 levels)
         assert np.abs(ia[fa].mean(0) - ib[fb].mean(0)).max() < 25
+
+
+def test_auto_resume_restores_the_masks_before_the_seed_frame_and_starts_fresh_folders(clip, tmp_path):
+    frames, truth = clip
+    out = tmp_path / "fresh"
+    # --resume into a folder that does not exist yet simply runs (scripts may always pass it)
+    report = tmp_path / "r.json"
+    result = runner.invoke(app, ["segment", str(frames), "--auto", "--resume", "--out", str(out), "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    seed = json.loads(report.read_text())["auto"]["seed_frame"]
+    assert seed > 0  # this clip's most confident early frame is not the first
+    # killed after the engine finished but before the early frames got their co-attention masks:
+    from vossegcli.io.palette import davis_palette, write_label_png
+
+    for k in range(seed):
+        write_label_png(out / f"{k:05d}.png", np.zeros_like(truth[k], np.uint8), davis_palette())
+    result = runner.invoke(app, ["segment", str(frames), "--auto", "--resume", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert min(_ious(out, truth)[:seed]) > 0.5
+
+
+def test_auto_resume_refuses_a_folder_of_a_normal_run(clip, tmp_path):
+    frames, truth = clip
+    out = tmp_path / "normal"
+    mask = tmp_path / "m.png"
+    from vossegcli.io.palette import davis_palette, write_label_png
+
+    write_label_png(mask, truth[0].astype(np.uint8), davis_palette())
+    assert runner.invoke(app, ["segment", str(frames), "--mask", str(mask), "--out", str(out), "--augment", "0"]).exit_code == 0
+    for mode in ("seed", "cosnet"):
+        result = runner.invoke(app, ["segment", str(frames), "--auto", "--auto-mode", mode, "--resume", "--out", str(out)])
+        assert result.exit_code == 2 and "no --auto run" in result.output, result.output
+
+
+def test_auto_dry_run_json_is_the_only_thing_on_stdout(clip, tmp_path):
+    frames, _ = clip
+    result = runner.invoke(app, ["segment", str(frames), "--auto", "--dry-run", "--json", "--out", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["proposal"].endswith("proposal.png") and 0 <= data["seed_frame"] < 10

@@ -292,19 +292,23 @@ def _segment_auto(
         if dry_run:
             from vossegcli.engine.segmenter import resolve_device
 
+            from vossegcli.run.outputs import prepare_output_dir
+
+            prepare_output_dir(out, force)  # before the work, not after
             seg = load_primary_segmenter(cfg, resolve_device(device), precision)
             proposal = propose(input_path, cfg, seg=seg, max_size=max_size, notify=say)
-            path = write_proposal(proposal, out, force)
+            path = write_proposal(proposal, out, force=True)
             frame = "" if proposal.frame == 0 else f"{proposal.frame}:"
-            console.print(
+            use = ["vosseg", "segment", str(input_path), "--mask", f"{frame}{path}", "--out", str(out / "masks")]
+            from vossegcli.run.inputs import DEFAULT_MAX_SIZE
+
+            use += (["--max-size", str(max_size)] if max_size != DEFAULT_MAX_SIZE else []) + (["--device", device] if device != "auto" else [])
+            human = err_console if json_out else console  # --json: stdout holds only the JSON
+            human.print(
                 f"proposed mask for frame {proposal.frame} ({escape(proposal.name)}), confidence "
                 f"{proposal.confidence:.2f}: [bold]{escape(str(path))}[/]", highlight=False, soft_wrap=True,
             )
-            console.print(
-                "check or edit it, then run:  " + escape(shlex.join(
-                    ["vosseg", "segment", str(input_path), "--mask", f"{frame}{path}", "--out", str(out / "masks")])),
-                highlight=False, soft_wrap=True,
-            )
+            human.print("check or edit it, then run:  " + escape(shlex.join(use)), highlight=False, soft_wrap=True)
             if json_out:
                 print(json.dumps({"proposal": str(path), **proposal.summary()}, indent=2))
             return
@@ -322,15 +326,17 @@ def _segment_auto(
                 input_path, out, cfg, device=device, config=config, precision=precision, force=force, resume=resume,
                 max_size=max_size, progress=tick, notify=say, command=command, **extra,
             )
+    for warning in result.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {escape(_as_flags(warning))}", highlight=False, soft_wrap=True)
+    if result.already_complete:
+        console.print(f"{escape(result.output)}: already complete ({result.frames} frames); nothing to resume",
+                      highlight=False, soft_wrap=True)
+        return
     if report:
         with _segment_errors():
             result.write_json(report)
     if json_out:
         print(json.dumps(result.to_dict(), indent=2))
-        return
-    if result.already_complete:
-        console.print(f"{escape(result.output)}: already complete ({result.frames} frames); nothing to resume",
-                      highlight=False, soft_wrap=True)
         return
     a = result.auto or {}
     if a.get("mode") == "seed":

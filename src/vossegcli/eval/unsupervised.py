@@ -5,8 +5,9 @@ No mask is given. Each sequence goes through :func:`vossegcli.run.auto.segment_a
 ground truth (everything non-zero is one object): J (region IoU) and F (boundary F-measure,
 tolerance 0.008 of the diagonal) on **every** frame — the unsupervised protocol evaluates all
 frames, unlike the semi-supervised one, which drops the first and the last. Means per sequence, then
-over sequences (DAVIS's "mean"). FPS: frames / engine time per sequence (reference pass included
-in cosnet mode; proposal and engine set-up included in seed mode), averaged over sequences.
+over sequences (DAVIS's "mean"). FPS: frames / engine time per sequence, averaged over sequences; in
+seed mode the proposal (reference pass and seed window) and the engine set-up are included, in cosnet
+mode the reference pass (N backbone passes while the video is decoded once) is not.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ edit, and the command that runs the normal mode with it.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,7 +39,7 @@ from vossegcli.engine.primary import PrimarySegmenter, default_primary_path, loa
 from vossegcli.engine.refiner import default_refiner_path, load_refiner, sha256_of
 from vossegcli.engine.segmenter import SegmenterConfig
 from vossegcli.errors import InputError, Interrupted, OutputError, RunInterrupted, VossegError
-from vossegcli.io.palette import davis_palette, write_label_png
+from vossegcli.io.palette import atomic_write, davis_palette, write_label_png
 from vossegcli.io.prefetch import prefetch
 from vossegcli.io.video import FrameReader, open_frames
 from vossegcli.run.inputs import DEFAULT_MAX_SIZE, internal_size, resize_image, resize_labels
@@ -52,6 +53,11 @@ AUTO_MODES = ("seed", "cosnet")
 #: The seed mask and what chose it, kept in the output folder of a seed-mode run (for --resume).
 SEED_FILE = ".vosseg-auto-seed.png"
 AUTO_FILE = ".vosseg-auto.json"
+#: The co-attention masks of the frames before the seed frame (copied over the engine's empty ones).
+EARLY_DIR = ".vosseg-auto-early"
+#: A frame's mask must cover this share of the frame to count as showing an object (a confident
+#: speck must not seed the tracker).
+MIN_AREA_FRACTION = 0.002
 NO_OBJECT_HINT = "give the object's mask with --mask instead"
 
 
@@ -120,7 +126,7 @@ def collect_references(seg: PrimarySegmenter, reader: FrameReader, n: int,
     if n <= 0:
         return None, []
     total = reader.count_frames()
-    wanted = reference_indices(total, n)
+    wanted = reference_indices(total, n) or [0]
     embeddings: dict[int, torch.Tensor] = {}
     last: tuple[int, np.ndarray] | None = None
     frames = reader.frames(0)
@@ -153,7 +159,7 @@ class Proposal:
     references: list[int]
     #: (frame, confidence, area fraction) of every frame examined
     candidates: list[tuple[int, float, float]] = field(default_factory=list)
-    #: co-attention masks (input size, bool) of the frames before the seed frame
+    #: co-attention masks (engine size, bool) of the frames before the seed frame
     early: dict[int, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -193,7 +199,7 @@ def propose(input_path: Path, auto: AutoConfig, *, seg: PrimarySegmenter, max_si
                 pred = seg.predict(resize_image(frame.image, work), refs)
                 candidates.append((frame.index, pred.confidence, float(pred.mask.mean())))
                 masks[frame.index] = pred.mask
-                if pred.mask.any() and (best is None or pred.confidence > candidates[best][1]):
+                if pred.mask.mean() >= MIN_AREA_FRACTION and (best is None or pred.confidence > candidates[best][1]):
                     best = frame.index
                 if frame.index + 1 >= auto.seed_window and best is not None:
                     break
@@ -207,7 +213,7 @@ def propose(input_path: Path, auto: AutoConfig, *, seg: PrimarySegmenter, max_si
         return Proposal(
             frame=best, name=reader.frame_name(best), confidence=candidates[best][1],
             mask=_to_input_size(masks[best], size), references=used, candidates=candidates,
-            early={i: _to_input_size(m, size) for i, m in masks.items() if i < best}, seconds=time.perf_counter() - t0,
+            early={i: m for i, m in masks.items() if i < best}, seconds=time.perf_counter() - t0,
         )
     finally:
         reader.close()
@@ -230,8 +236,17 @@ def write_proposal(proposal: Proposal, out_dir: Path, force: bool = False) -> Pa
 # -- the two modes ---------------------------------------------------------------------------------
 def _auto_identity(input_path: Path, auto: AutoConfig) -> dict:
     weights = primary_weights_file(auto.weights)
-    return {"input": str(Path(input_path).expanduser().resolve()), "auto": auto.as_dict(),
+    path = Path(input_path).expanduser().resolve()
+    return {"input": str(path), "bytes": path.stat().st_size if path.is_file() else None, "auto": auto.as_dict(),
             "primary_sha256": sha256_of(weights)}
+
+
+def _holds_other_files(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds anything but an --auto run's own hidden files (seed, record, early masks)."""
+    try:
+        return any(p.name not in (SEED_FILE, AUTO_FILE, EARLY_DIR) for p in Path(out_dir).iterdir())
+    except OSError:
+        return False
 
 
 def segment_auto(
@@ -265,6 +280,8 @@ def segment_auto(
     record = _read_auto_record(out_dir) if resume else None
     if resume and record is not None and record.get("identity") != identity:
         raise OutputError(f"{out_dir}: holds another --auto run (other input or settings); choose another --out or start over with --force")
+    if resume and record is None and _holds_other_files(out_dir):
+        raise OutputError(f"{out_dir}: holds no --auto run to resume; choose another --out or start over with --force")
     if not resume:
         prepare_output_dir(out_dir, force)
     torch_device = resolve_device(device)
@@ -272,11 +289,11 @@ def segment_auto(
     if auto.mode == "cosnet":
         return _segment_cosnet(input_path, out_dir, auto, seg, identity, resume=resume, max_size=max_size,
                                progress=progress, notify=notify)
+    from vossegcli.run.resume import RUN_FILE
     from vossegcli.run.segment import segment
 
-    if resume and record is not None and (out_dir / SEED_FILE).is_file():
+    if record is not None and "seed" in record and (out_dir / SEED_FILE).is_file():
         seed = record["seed"]
-        proposal = None
         if notify:
             notify(f"resuming the --auto run seeded at frame {seed['seed_frame']} (confidence {seed['confidence']:.2f})")
     else:
@@ -285,22 +302,52 @@ def segment_auto(
         if notify:
             notify(f"primary object seeded at frame {proposal.frame} ({proposal.name}), confidence {proposal.confidence:.2f}, "
                    f"{100 * seed['area_fraction']:.1f}% of the frame")
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            write_label_png(out_dir / SEED_FILE, proposal.mask.astype(np.uint8), davis_palette())
-            write_json_atomic(out_dir / AUTO_FILE, {"identity": identity, "seed": seed})
-        except OSError as exc:
-            raise OutputError(write_error_message(out_dir, exc)) from exc
-    mask_arg = f"{seed['seed_frame']}:{out_dir / SEED_FILE}"
+        _write_seed(out_dir, input_path, proposal, {"identity": identity, "seed": seed})
+    # segment() has started in out_dir when its run record is there; before that a resume starts it afresh
+    started = resume and (out_dir / RUN_FILE).is_file()
     result = segment(
-        input_path, [mask_arg], out_dir, device=device, config=config, force=not resume, resume=resume,
-        progress=progress, max_size=max_size, command=command, notify=notify, **segment_kwargs,
+        input_path, [f"{seed['seed_frame']}:{out_dir / SEED_FILE}"], out_dir, device=device, config=config,
+        force=not started, resume=started, progress=progress, max_size=max_size, command=command, notify=notify,
+        **segment_kwargs,
     )
-    if seed["seed_frame"] > 0 and not result.already_complete:
-        early = proposal.early if proposal is not None else _early_masks(input_path, auto, seg, seed, max_size)
-        _write_early(out_dir, input_path, early, result)
+    if seed["seed_frame"] > 0:  # also when already complete: a run stopped while copying them is finished here
+        _copy_early(out_dir, result)
     result.auto = {"mode": "seed", **seed, "weights": identity["primary_sha256"]}
     return result
+
+
+def _write_seed(out_dir: Path, input_path: Path, proposal: Proposal, record: dict) -> None:
+    """The seed mask, the early frames' masks (input size, one at a time) and, last, the record that
+    says both are complete."""
+    early_dir = out_dir / EARLY_DIR
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / AUTO_FILE).unlink(missing_ok=True)
+        shutil.rmtree(early_dir, ignore_errors=True)
+        write_label_png(out_dir / SEED_FILE, proposal.mask.astype(np.uint8), davis_palette())
+        if proposal.early:
+            early_dir.mkdir()
+            with open_frames(input_path) as reader:
+                size = (reader.info.width, reader.info.height)
+                for i, mask in sorted(proposal.early.items()):
+                    write_label_png(early_dir / f"{reader.frame_name(i)}.png",
+                                    _to_input_size(mask, size).astype(np.uint8), davis_palette())
+        write_json_atomic(out_dir / AUTO_FILE, record)
+    except OSError as exc:
+        raise OutputError(write_error_message(out_dir, exc)) from exc
+
+
+def _copy_early(out_dir: Path, result: SegmentationRun) -> None:
+    """Frames before the seed frame: their co-attention masks replace the engine's empty ones."""
+    files = sorted((out_dir / EARLY_DIR).glob("*.png"))
+    try:
+        for path in files:
+            data = path.read_bytes()
+            atomic_write(out_dir / path.name, lambda handle, data=data: handle.write(data))
+    except OSError as exc:
+        raise OutputError(write_error_message(out_dir, exc)) from exc
+    if files:
+        result.notes.append(f"{len(files)} frame(s) before the seed frame: co-attention masks")
 
 
 def _read_auto_record(out_dir: Path) -> dict | None:
@@ -308,26 +355,6 @@ def _read_auto_record(out_dir: Path) -> dict | None:
         return json.loads((Path(out_dir) / AUTO_FILE).read_text())
     except (OSError, ValueError):
         return None
-
-
-def _early_masks(input_path: Path, auto: AutoConfig, seg: PrimarySegmenter, seed: dict,
-                 max_size: int | None) -> dict[int, np.ndarray]:
-    """A resumed seed-mode run: recompute the co-attention masks of the frames before the seed."""
-    proposal = propose(input_path, AutoConfig(auto.mode, auto.references, seed["seed_frame"] + 1, auto.weights),
-                       seg=seg, max_size=max_size)
-    return {i: m for i, m in proposal.early.items() if i < seed["seed_frame"]}
-
-
-def _write_early(out_dir: Path, input_path: Path, early: dict[int, np.ndarray], result: SegmentationRun) -> None:
-    """Frames before the seed frame: their co-attention masks replace the engine's empty ones."""
-    with open_frames(input_path) as reader:
-        names = {i: reader.frame_name(i) for i in early}
-    try:
-        for i, mask in sorted(early.items()):
-            write_label_png(out_dir / f"{names[i]}.png", mask.astype(np.uint8), davis_palette())
-    except OSError as exc:
-        raise OutputError(write_error_message(out_dir, exc)) from exc
-    result.notes.append(f"frames 0-{max(early)} (before the seed frame): co-attention masks")
 
 
 def _scaled(frames, size: tuple[int, int]):
@@ -408,6 +435,7 @@ def _segment_cosnet(input_path: Path, out_dir: Path, auto: AutoConfig, seg: Prim
         memory=peak_memory_mb(seg.device), weights={"primary_sha256": identity["primary_sha256"]},
         platform=environment_info(seg.device), internal_width=work[0], internal_height=work[1], max_size=max_size,
         frames_processed=processed, resumed_from_frame=first - 1 if first else None, wall_seconds=time.perf_counter() - wall0,
+        already_complete=resume and processed == 0 and first > 0,
         auto={"mode": "cosnet", "references": used,
               "mean_confidence": round(float(np.mean(confidences)), 4) if confidences else None,
               "weights": identity["primary_sha256"]},
