@@ -38,7 +38,7 @@ from vossegcli.engine.device import resolve_device, resolve_precision
 from vossegcli.engine.primary import PrimarySegmenter, default_primary_path, load_primary
 from vossegcli.engine.refiner import default_refiner_path, load_refiner, sha256_of
 from vossegcli.engine.segmenter import SegmenterConfig
-from vossegcli.errors import InputError, Interrupted, OutputError, RunInterrupted, VossegError
+from vossegcli.errors import DeviceError, InputError, Interrupted, OutputError, RunInterrupted, VossegError
 from vossegcli.io.palette import atomic_write, davis_palette, write_label_png
 from vossegcli.io.prefetch import prefetch
 from vossegcli.io.video import FrameReader, open_frames
@@ -415,6 +415,14 @@ def _segment_cosnet(input_path: Path, out_dir: Path, auto: AutoConfig, seg: Prim
             progress(done, info.num_frames)
     except MaskWriteError as error:
         raise OutputError(f"{error}; {describe_written(out_dir, reader, first + writer.completed)}") from error.error
+    except (torch.cuda.OutOfMemoryError, MemoryError) as error:
+        done = first + writer.completed
+        gpu = seg.device.type == "cuda" and isinstance(error, torch.cuda.OutOfMemoryError)
+        raise DeviceError(
+            f"out of {'GPU ' if gpu else ''}memory at frame {done} ({work[0]}x{work[1]} on {seg.device}); lower max_size "
+            f"(e.g. max_size={max(64, max(work) // 2)}){' or use device=cpu' if gpu else ''} and continue with the same "
+            f"command and --resume; {describe_written(out_dir, reader, done)}"
+        ) from error
     except (KeyboardInterrupt, Interrupted) as stop:
         done = first + writer.completed
         signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
