@@ -250,6 +250,24 @@ def _frame_bar(total: int | None):
             bar.stop()
 
 
+def _report_run(result, report: Optional[Path], json_out: bool) -> bool:
+    """Warnings, the "already complete" line, the --report file and --json output of a segment run;
+    True when nothing more is to be printed."""
+    for warning in result.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {escape(_as_flags(warning))}", highlight=False, soft_wrap=True)
+    if result.already_complete:
+        console.print(f"{escape(result.output)}: already complete ({result.frames} frames); nothing to resume",
+                      highlight=False, soft_wrap=True)
+        return True
+    if report:
+        with _segment_errors():
+            result.write_json(report)
+    if json_out:
+        print(json.dumps(result.to_dict(), indent=2))
+        return True
+    return False
+
+
 def _segment_auto(
     input_path: Optional[Path], mask: Optional[List[str]], out: Optional[Path], device: str, report: Optional[Path],
     force: bool, resume: bool, max_size: int, preset: str, augment: Optional[int], fill: Optional[str], update: bool,
@@ -326,17 +344,7 @@ def _segment_auto(
                 input_path, out, cfg, device=device, config=config, precision=precision, force=force, resume=resume,
                 max_size=max_size, progress=tick, notify=say, command=command, **extra,
             )
-    for warning in result.warnings:
-        err_console.print(f"[bold yellow]warning:[/] {escape(_as_flags(warning))}", highlight=False, soft_wrap=True)
-    if result.already_complete:
-        console.print(f"{escape(result.output)}: already complete ({result.frames} frames); nothing to resume",
-                      highlight=False, soft_wrap=True)
-        return
-    if report:
-        with _segment_errors():
-            result.write_json(report)
-    if json_out:
-        print(json.dumps(result.to_dict(), indent=2))
+    if _report_run(result, report, json_out):
         return
     a = result.auto or {}
     if a.get("mode") == "seed":
@@ -497,17 +505,7 @@ def segment(
                 state_every=state_every,
                 bidirectional=bidirectional,
             )
-    for warning in result.warnings:
-        err_console.print(f"[bold yellow]warning:[/] {_as_flags(warning)}", highlight=False, soft_wrap=True)
-    if result.already_complete:
-        console.print(f"{result.output}: already complete ({result.frames} frames); nothing to resume", highlight=False, soft_wrap=True)
-        return
-    if report:
-        with _segment_errors():
-            result.write_json(report)
-    if json_out:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
+    if not _report_run(result, report, json_out):
         resumed = (
             f" ({result.frames_processed} new after frame {result.resumed_from_frame})"
             if result.resumed_from_frame is not None else ""

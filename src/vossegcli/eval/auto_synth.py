@@ -29,22 +29,9 @@ SIZE = (240, 320)  # (H, W)
 VERSION = "auto-synth-v1"
 
 
-def _cutout(image: Path, mask: Path):
-    from vossegcli.train.data import _Cutout
-
-    with Image.open(image) as im, Image.open(mask) as m:
-        rgb = np.asarray(im.convert("RGB"))
-        alpha = np.asarray(m.convert("L").resize((rgb.shape[1], rgb.shape[0]), Image.Resampling.NEAREST)) > 127
-    if alpha.sum() < 400:
-        return None
-    ys, xs = np.nonzero(alpha)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    return _Cutout(rgb[y0:y1, x0:x1].copy(), alpha[y0:y1, x0:x1].copy())
-
-
 def build_clips(data: Path, cache: Path, seed: int = 0) -> Path:
     """Write the clips (``clip-XX/frames/*.png``, ``clip-XX/gt/*.png``) once; returns their folder."""
-    from vossegcli.train.data import _paste
+    from vossegcli.train.data import _paste, load_cutout
     from vossegcli.train.primary import _clean_background
 
     root = Path(cache) / VERSION
@@ -60,7 +47,7 @@ def build_clips(data: Path, cache: Path, seed: int = 0) -> Path:
 
     def cutout():
         while True:
-            cut = _cutout(*images[rng.randrange(len(images))])
+            cut = load_cutout(*images[rng.randrange(len(images))])
             if cut is not None:
                 return cut
 

@@ -34,10 +34,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from vossegcli.engine.backbone import Backbone
 from vossegcli.engine.device import resolve_device, resolve_precision
 from vossegcli.engine.primary import PrimarySegmenter, default_primary_path, load_primary
 from vossegcli.engine.refiner import default_refiner_path, load_refiner, sha256_of
-from vossegcli.engine.segmenter import SegmenterConfig
+from vossegcli.engine.segmenter import Segmenter, SegmenterConfig
 from vossegcli.errors import DeviceError, InputError, Interrupted, OutputError, RunInterrupted, VossegError
 from vossegcli.io.palette import atomic_write, davis_palette, write_label_png
 from vossegcli.io.prefetch import prefetch
@@ -100,8 +101,9 @@ def primary_weights_file(spec: str) -> Path:
 
 
 def load_primary_segmenter(auto: AutoConfig, device: torch.device | str = "cpu",
-                           precision: str = "auto") -> PrimarySegmenter:
-    """Backbone + the primary-object network + the shipped refiner as decoder, on ``device``."""
+                           precision: str = "auto", backbone: Backbone | None = None) -> PrimarySegmenter:
+    """Backbone (``backbone``: one already loaded, e.g. the tracker's) + the primary-object network +
+    the shipped refiner as decoder, on ``device``."""
     path = primary_weights_file(auto.weights)
     try:
         net = load_primary(path, device)
@@ -110,7 +112,7 @@ def load_primary_segmenter(auto: AutoConfig, device: torch.device | str = "cpu",
     refiner_path = default_refiner_path()
     refiner = load_refiner(refiner_path, device) if refiner_path is not None else None
     device = torch.device(device)
-    return PrimarySegmenter(net, refiner, device=device, dtype=resolve_precision(precision, device))
+    return PrimarySegmenter(net, refiner, backbone, device=device, dtype=resolve_precision(precision, device))
 
 
 def reference_indices(num_frames: int, n: int) -> list[int]:
@@ -120,12 +122,12 @@ def reference_indices(num_frames: int, n: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, min(n, num_frames))})
 
 
-def collect_references(seg: PrimarySegmenter, reader: FrameReader, n: int,
-                       work_size: tuple[int, int]) -> tuple[torch.Tensor | None, list[int]]:
-    """Pass 1: decode the video once, embed the N reference frames → ((N, C, h, w), their indices)."""
+def collect_references(seg: PrimarySegmenter, reader: FrameReader, n: int, work_size: tuple[int, int],
+                       total: int) -> tuple[torch.Tensor | None, list[int]]:
+    """Pass 1: decode the video once, embed the N reference frames of its ``total`` frames
+    (``reader.count_frames()``) → ((N, C, h, w), their indices)."""
     if n <= 0:
         return None, []
-    total = reader.count_frames()
     wanted = reference_indices(total, n) or [0]
     embeddings: dict[int, torch.Tensor] = {}
     last: tuple[int, np.ndarray] | None = None
@@ -187,7 +189,7 @@ def propose(input_path: Path, auto: AutoConfig, *, seg: PrimarySegmenter, max_si
     try:
         info = reader.info
         work = internal_size(info.width, info.height, max_size)
-        refs, used = collect_references(seg, reader, auto.references, work)
+        refs, used = collect_references(seg, reader, auto.references, work, reader.count_frames())
         if notify:
             notify(f"reference frames: {', '.join(map(str, used)) if used else 'none (saliency only)'}")
         candidates: list[tuple[int, float, float]] = []
@@ -285,10 +287,13 @@ def segment_auto(
     if not resume:
         prepare_output_dir(out_dir, force)
     torch_device = resolve_device(device)
-    seg = load_primary_segmenter(auto, torch_device, precision)
     if auto.mode == "cosnet":
+        seg = load_primary_segmenter(auto, torch_device, precision)
         return _segment_cosnet(input_path, out_dir, auto, seg, identity, resume=resume, max_size=max_size,
                                progress=progress, notify=notify)
+    # seed mode: the tracker and the primary-object network share one backbone
+    tracker = Segmenter(config, device=torch_device, deterministic=segment_kwargs.pop("deterministic", False))
+    seg = load_primary_segmenter(auto, torch_device, precision, backbone=tracker.backbone)
     from vossegcli.run.resume import RUN_FILE
     from vossegcli.run.segment import segment
 
@@ -308,7 +313,7 @@ def segment_auto(
     result = segment(
         input_path, [f"{seed['seed_frame']}:{out_dir / SEED_FILE}"], out_dir, device=device, config=config,
         force=not started, resume=started, progress=progress, max_size=max_size, command=command, notify=notify,
-        **segment_kwargs,
+        segmenter=tracker, **segment_kwargs,
     )
     if seed["seed_frame"] > 0:  # also when already complete: a run stopped while copying them is finished here
         _copy_early(out_dir, result)
@@ -374,13 +379,13 @@ def _segment_cosnet(input_path: Path, out_dir: Path, auto: AutoConfig, seg: Prim
     info = reader.info
     work = internal_size(info.width, info.height, max_size)
     t0 = time.perf_counter()
-    refs, used = collect_references(seg, reader, auto.references, work)
+    total = reader.count_frames()
+    refs, used = collect_references(seg, reader, auto.references, work, total)
     ref_seconds = time.perf_counter() - t0
     if notify:
         notify(f"reference frames: {', '.join(map(str, used)) if used else 'none (saliency only)'}")
     first = 0
     if resume:  # PNGs are written atomically and in order: every one there is complete
-        total = reader.count_frames()
         while first < total and (out_dir / f"{reader.frame_name(first)}.png").is_file():
             first += 1
         if notify and first:

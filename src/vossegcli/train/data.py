@@ -129,15 +129,19 @@ class ObjectPool:
             return np.asarray(im)
 
     def cutout(self, index: int) -> _Cutout | None:
-        image, mask = self.entries[index]
-        with Image.open(image) as im, Image.open(mask) as m:
-            rgb = np.asarray(im.convert("RGB"))
-            alpha = np.asarray(m.convert("L")) > 127
-        if alpha.sum() < 400:
-            return None
-        ys, xs = np.nonzero(alpha)
-        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-        return _Cutout(rgb[y0:y1, x0:x1].copy(), alpha[y0:y1, x0:x1].copy())
+        return load_cutout(*self.entries[index])
+
+
+def load_cutout(image: Path, mask: Path) -> _Cutout | None:
+    """The object of a saliency image cut out to its bounding box (None if under 400 px)."""
+    with Image.open(image) as im, Image.open(mask) as m:
+        rgb = np.asarray(im.convert("RGB"))
+        alpha = np.asarray(m.convert("L")) > 127
+    if alpha.sum() < 400:
+        return None
+    ys, xs = np.nonzero(alpha)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    return _Cutout(rgb[y0:y1, x0:x1].copy(), alpha[y0:y1, x0:x1].copy())
 
 
 def elastic_warp(obj: _Cutout, rng: random.Random, strength: float) -> _Cutout:

@@ -36,8 +36,7 @@ from vossegcli.engine.geometry import downsample_mask
 from vossegcli.engine.primary import PrimaryConfig, PrimaryObjectNet, save_primary
 from vossegcli.eval.split import davis16_root, split_sequences
 from vossegcli.eval.synth import duts_root, duts_split
-from vossegcli.io.palette import VOID_ID, read_label_png
-from vossegcli.io.video import open_frames
+from vossegcli.train.data import _read_clip
 
 CACHE_VERSION = "primary-features-v1"
 
@@ -143,14 +142,8 @@ def build_video_cache(data: Path, split: str, cache: Path, backbone: Backbone, s
         names = split_sequences(root, split)
         for k, name in enumerate(names):
             masks = sorted((root / "masks" / name).glob("*.png"))
-            frames = []
-            with open_frames(root / "videos" / f"{name}.mp4") as reader:
-                for frame in reader:
-                    if frame.index >= len(masks):
-                        break
-                    if frame.index % stride == 0:
-                        lab = read_label_png(masks[frame.index])
-                        frames.append(_sample(backbone, frame.image, (lab > 0) & (lab != VOID_ID)))
+            clip = _read_clip(name, root / "videos" / f"{name}.mp4", masks, stride)  # void already 0
+            frames = [_sample(backbone, image, lab > 0) for image, lab in zip(clip.frames, clip.labels)]
             out[name] = frames
             if progress:
                 progress(f"{split} features", k + 1, len(names))
@@ -456,7 +449,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--synthetic-batch", type=int, default=PrimaryTrainConfig.synthetic_batch)
     p.add_argument("--gate-lr-scale", type=float, default=PrimaryTrainConfig.gate_lr_scale)
     args = p.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = PrimaryTrainConfig(steps=args.steps, seed=args.seed, synthetic_batch=args.synthetic_batch,
                              gate_lr_scale=args.gate_lr_scale)
     trainer = PrimaryTrainer(args.data, args.out, cfg, args.cache, init=args.init)
