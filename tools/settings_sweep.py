@@ -2,10 +2,15 @@
 for the default engine (shipped refiner) with each given override; one JSON line per setting.
 
     python tools/settings_sweep.py OUT.jsonl '{}' '{"feature_scale": 0.03}' '{"channels": 128}' ...
+    SPLITS=val-synth python tools/settings_sweep.py OUT.jsonl '{"presence": {"region_filter": true}}'
+
+Nested settings (``presence``, ``augment``) are given as objects of the fields to change.
 
 Masks go to /tmp/sweep/<n>/<split>/; the data is read from ../shared/data (docs/RESULTS.md).
 """
+import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,9 +22,13 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 out = Path(sys.argv[1])
 for n, text in enumerate(sys.argv[2:]):
     over = json.loads(text)
-    config = preset_config("default", **{k: tuple(v) if isinstance(v, list) else v for k, v in over.items()})
+    base = preset_config(os.environ.get("PRESET", "default"))
+    fields = {k: dataclasses.replace(getattr(base, k), **v) if isinstance(v, dict) else tuple(v) if isinstance(v, list) else v
+              for k, v in over.items()}
+    config = dataclasses.replace(base, **fields)
     start = time.time()
-    row = {"override": over, **score_yardsticks(DATA, config, Path("/tmp/sweep") / str(n))}
+    splits = tuple(os.environ.get("SPLITS", "val,val-synth").split(","))
+    row = {"override": over, **score_yardsticks(DATA, config, Path("/tmp/sweep") / str(n), splits=splits)}
     row["seconds"] = round(time.time() - start)
     with out.open("a") as handle:
         handle.write(json.dumps(row) + "\n")

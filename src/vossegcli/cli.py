@@ -875,6 +875,11 @@ def train(
     val_frames: int = typer.Option(0, help="Validate on the first N frames of each val sequence (0: all)."),
     resume: bool = typer.Option(False, help="Continue from OUT/checkpoint.pt."),
     seed: int = typer.Option(0, help="Seed for sampling, synthetic clips and initialization."),
+    real: str = typer.Option(
+        "train", help="Real sequences to train on: train (davis16-train's train split), none (synthetic clips only), "
+        "all, or fold:K (all 30 but real30's fold K, K = 0..4; validation on fold K).",
+    ),
+    cache: Optional[Path] = typer.Option(None, help="Feature cache folder to use (default OUT/cache); runs can share one."),
 ) -> None:
     """Train the refinement network on davis16-train `train` + synthetic clips (ECSSD, optionally DUTS-TR)."""
     from vossegcli.engine.segmenter import resolve_device
@@ -887,8 +892,10 @@ def train(
         synthetic_clips=synthetic_clips, object_windows=object_windows, distractor_windows=distractor_windows,
         refiner_width=width, val_every=val_every, val_frames=val_frames, seed=seed, data=data,
         synthetic_data=synthetic_data, synthetic_motion=synthetic_motion, loss=loss, evidence=evidence,
-        attention=attention, upsampler=upsampler, init=init,
+        attention=attention, upsampler=upsampler, init=init, real=real, cache=str(cache) if cache else "",
     )
+    if real == "none" and synthetic_ratio < 1:
+        config.synthetic_ratio = 1.0  # nothing real to draw from
     if init == "default":
         from vossegcli.engine.refiner import default_refiner_path
 

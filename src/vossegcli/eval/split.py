@@ -118,11 +118,12 @@ def ablation_variants(seed: int = 0) -> dict[str, SegmenterConfig]:
     return variants
 
 
-def score_yardsticks(data: Path, config: SegmenterConfig, out: Path, device: str = "cpu") -> dict:
-    """Issue 11's two yardsticks for one engine configuration: J&F (and J, F, FPS) on `val` and on
+def score_yardsticks(data: Path, config: SegmenterConfig, out: Path, device: str = "cpu",
+                     splits: tuple[str, ...] = ("val", "val-synth")) -> dict:
+    """The small yardsticks for one engine configuration: J&F (and J, F, FPS) on `val` and on
     `val-synth` (with its per-scenario means), and the mean of the two J&F, in percent."""
     row: dict = {}
-    for split in ("val", "val-synth"):
+    for split in splits:
         run = run_split(data, split, Path(out) / split, config, device=device)
         row[split] = round(100 * run.scores.jf_mean, 2)
         row[f"{split}_J"] = round(100 * run.scores.j_mean, 2)
@@ -133,5 +134,6 @@ def score_yardsticks(data: Path, config: SegmenterConfig, out: Path, device: str
             for name, (_, _, jf) in run.scores.per_sequence().items():
                 by.setdefault(name.rsplit("-", 1)[0], []).append(jf)
             row["val-synth_by_scenario"] = {k: round(100 * sum(v) / len(v), 1) for k, v in by.items()}
-    row["mean"] = round((row["val"] + row["val-synth"]) / 2, 2)
+    if "val" in row and "val-synth" in row:
+        row["mean"] = round((row["val"] + row["val-synth"]) / 2, 2)
     return row

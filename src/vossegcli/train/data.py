@@ -54,15 +54,16 @@ def _read_clip(name: str, video: Path, masks: list[Path], stride: int = 1) -> Cl
     return Clip(name, frames, labels)
 
 
-def load_davis16(root: Path, split: str, frame_stride: int = 1) -> list[Clip]:
-    """The sequences of one split of davis16-train (mp4 decoded, masks read), every ``frame_stride``-th frame."""
+def load_davis16(root: Path, split: str | list[str], frame_stride: int = 1) -> list[Clip]:
+    """The sequences of one split of davis16-train (or the named sequences; mp4 decoded, masks
+    read), every ``frame_stride``-th frame."""
     root = Path(root)
     if (root / "davis16-train").is_dir():
         root = root / "davis16-train"
     splits_file = root / "splits.json"
     if not splits_file.is_file():
         raise InputError(f"{root}: no davis16-train here (splits.json missing); pass data='../shared/data'")
-    names = json.loads(splits_file.read_text())[split]
+    names = json.loads(splits_file.read_text())[split] if isinstance(split, str) else split
     return [
         _read_clip(n, root / "videos" / f"{n}.mp4", sorted((root / "masks" / n).glob("*.png")), frame_stride)
         for n in names

@@ -76,6 +76,10 @@ class TrainConfig:
     init: str = ""
     seed: int = 0
     data: str = ""  #: "sample" or the folder holding davis16-train/ and ecssd/
+    #: the real sequences trained on: "train" (splits.json), "none", "all" or "fold:K" (real30's
+    #: fold K held out, :mod:`vossegcli.eval.real30`); validation runs on sequences not trained on
+    real: str = "train"
+    cache: str = ""  #: feature/target-model cache folder (default: OUT/cache); runs may share one
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -127,8 +131,23 @@ class FeatureCache:
                 )
                 targets[(ref, obj)] = (model.w1.cpu(), model.w2.cpu())
         cached = CachedClip(clip.name, feats, labels, targets)
-        torch.save({"features": feats, "labels": labels, "targets": targets}, path)
+        tmp = path.with_suffix(".tmp")  # a run stopped while writing leaves no truncated entry
+        torch.save({"features": feats, "labels": labels, "targets": targets}, tmp)
+        tmp.replace(path)
         return cached
+
+
+def _real_clips(data: Path, real: str, frame_stride: int) -> tuple[list[Clip], list[Clip]]:
+    """(training clips every ``frame_stride``-th frame, validation clips every frame) for ``--real``:
+    "train" validates on `val`; "fold:K" on fold K; "none" and "all" on `val` (seen by "all")."""
+    from vossegcli.eval.real30 import all_sequences, training_sequences
+    from vossegcli.eval.split import davis16_root
+
+    root = davis16_root(data)
+    names = training_sequences(root, real)
+    held = [n for n in all_sequences(root) if n not in names] if real.startswith("fold:") else \
+        json.loads((root / "splits.json").read_text())["val"]
+    return load_davis16(root, names, frame_stride), load_davis16(root, held, 1)
 
 
 def _pick_refs(clip: Clip, n: int) -> list[int]:
@@ -236,12 +255,11 @@ class RefinerTrainer:
     # -- data ----------------------------------------------------------------------------------
     def prepare(self, progress: Callable[[str, int, int], None] | None = None) -> None:
         cfg = self.cfg
-        cache = FeatureCache(self.out / "cache", self.backbone, self.engine, self.device)
+        cache = FeatureCache(Path(cfg.cache) if cfg.cache else self.out / "cache", self.backbone, self.engine, self.device)
         if cfg.data == "sample":
             real_clips, self.val_clips, pool = [load_sample_clip()], [load_sample_clip()], None
         else:
-            real_clips = load_davis16(Path(cfg.data), "train", cfg.frame_stride)
-            self.val_clips = load_davis16(Path(cfg.data), "val", 1)
+            real_clips, self.val_clips = _real_clips(Path(cfg.data), cfg.real, cfg.frame_stride)
             pool = (ObjectPool(Path(cfg.data), tuple(cfg.synthetic_data.split("+")))
                     if cfg.synthetic_ratio > 0 else None)
         total = len(real_clips) + (cfg.synthetic_clips if pool else 0)

@@ -1,0 +1,71 @@
+"""Train the refiners real30 scores with (docs/RESULTS.md, "real30"): one on synthetic clips only,
+then one per fold, started from it, on the other 24 real sequences + synthetic clips.
+
+    python tools/real30_refiners.py runs/r30 [--synthetic-steps 2000] [--fold-steps 300] [--only synthetic|folds|cache]
+
+Writes runs/r30/synthetic.pt and runs/r30/fold0.pt … fold4.pt (and a log of each run's loss curve,
+runs/r30/<name>/history.json). All runs share one feature cache (runs/r30/cache); a finished run
+is skipped, so the command can be re-run after an interruption. No validation here: tools/real30.py
+scores the result.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from vossegcli.eval.real30 import FOLDS
+from vossegcli.train.trainer import RefinerTrainer, TrainConfig
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def train(out: Path, name: str, config: TrainConfig) -> None:
+    target = out / f"{name}.pt"
+    if target.is_file():
+        print(f"{target}: done already", flush=True)
+        return
+    start = time.time()
+    trainer = RefinerTrainer(config, out / name, torch.device("cpu"), log=print)
+    resumed = trainer.load_checkpoint()
+    trainer.prepare()
+    print(f"{name}: cache ready after {time.time() - start:.0f} s{' (resumed at step %d)' % trainer.step if resumed else ''}",
+          flush=True)
+    trainer.train(progress=lambda step, loss: print(f"{name} step {step} loss {loss:.4f}", flush=True)
+                  if step % 100 == 0 else None)
+    (out / name / "history.json").write_text(json.dumps({"wall_seconds": round(time.time() - start),
+                                                          "config": config.as_dict(), "history": trainer.history}))
+    shutil.copyfile(out / name / "refiner.pt", target)
+    print(f"{name}: {trainer.step} steps in {time.time() - start:.0f} s -> {target}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--synthetic-steps", type=int, default=2000)
+    ap.add_argument("--fold-steps", type=int, default=300)
+    ap.add_argument("--only", choices=("synthetic", "folds", "cache"), default=None)
+    ap.add_argument("--folds", type=int, nargs="*", default=list(range(FOLDS)))
+    args = ap.parse_args()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    cache = str(out / "cache")
+    base = dict(data=str(args.data), cache=cache, seed=0)
+    if args.only == "cache":  # the real sequences' features and target models, for the fold runs
+        RefinerTrainer(TrainConfig(**base, real="all", synthetic_ratio=0.0), out / "cache-build", torch.device("cpu")).prepare()
+        return
+    if args.only in (None, "synthetic"):
+        train(out, "synthetic", TrainConfig(**base, steps=args.synthetic_steps, real="none", synthetic_ratio=1.0))
+    if args.only in (None, "folds"):
+        for k in args.folds:
+            train(out, f"fold{k}", TrainConfig(**base, steps=args.fold_steps, real=f"fold:{k}", synthetic_ratio=0.5,
+                                               init=str(out / "synthetic.pt")))
+
+
+if __name__ == "__main__":
+    main()
