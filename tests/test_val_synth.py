@@ -59,6 +59,25 @@ def test_scenarios_do_what_their_names_say(pool):
     assert np.array_equal(fake.cut.rgb, real.cut.rgb[:, ::-1])  # a mirrored copy of the same object
 
 
+def test_crowd_clips_put_four_different_lookalikes_around_the_object(pool):
+    import random
+
+    _, labels = synth.render_clip(pool, "crowd", 0)
+    assert [i for i in np.unique(labels[0]) if i] == [1]  # the crowd is not labelled
+    tracks = synth._tracks("crowd", pool, random.Random(5), 4)
+    target = next(t for t in tracks if t.label == 1)
+    crowd = [t for t in tracks if t.label == 0]
+    assert len(crowd) == 4 and tracks[0].label == 0 and tracks[-1].label == 0  # some behind, some in front
+    shapes = {t.cut.rgb.shape for t in crowd} | {target.cut.rgb.shape}
+    assert len(shapes) == 5  # different objects, not copies
+    key = next(k for k in pool.ids if pool.cutout(k) is not None)
+    near = pool.lookalikes(key, 4)
+    ref = pool.descriptor(key)
+    far = [k for k in pool.ids[:60] if k != key and k not in near and pool.descriptor(k) is not None]
+    dist = lambda k: np.abs(pool.descriptor(k)[:64] - ref[:64]).sum() + abs(pool.descriptor(k)[64] - ref[64])  # noqa: E731
+    assert max(dist(k) for k in near) <= min(dist(k) for k in far)  # the nearest in look
+
+
 def test_thin_objects_lose_much_of_their_area_to_erosion(pool):
     thin = pool.thin_ids()
     assert len(thin) >= 10 and set(thin) <= set(pool.ids)

@@ -11,7 +11,10 @@ held-out set punishes. Five scenarios, :data:`CLIPS_PER_SCENARIO` clips each:
 * ``fast``: large displacements per frame, bouncing off the frame edges, with motion blur (each
   frame averages sub-frame renders, the mask is where the blurred object covers half a pixel);
 * ``thin``: objects with much thin structure (eroding their masks by 3 px removes more than 30 %
-  of their area).
+  of their area);
+* ``crowd``: the object among four *different* unlabelled objects of its kind — the held-out
+  cut-outs nearest to it in colour and shape (:meth:`_Pool.lookalikes`) — at about its size,
+  walking their own paths around it, some in front of it and some behind (a dancer before spectators).
 
 Every clip also pans its background and, every other clip, ramps the lighting. Objects and
 backgrounds come only from :func:`duts_split`'s held-out part (every tenth image), which the
@@ -35,8 +38,8 @@ from vossegcli.eval.datasets import dataset_root
 from vossegcli.io.palette import atomic_write, write_label_png
 
 #: Bump when the rendering changes: cached clips of another version are rebuilt.
-GENERATOR_VERSION = 1
-SCENARIOS = ("occlusion", "distractor", "scale", "fast", "thin")
+GENERATOR_VERSION = 2  # 2: + crowd (the other scenarios' clips are unchanged)
+SCENARIOS = ("occlusion", "distractor", "scale", "fast", "thin", "crowd")
 CLIPS_PER_SCENARIO = 12
 FRAMES = 24
 WIDTH, HEIGHT = 480, 272
@@ -72,6 +75,7 @@ class _Pool:
         self.root = Path(root)
         _, self.ids = duts_split(self.root)
         self._thin: list[str] | None = None
+        self._descriptors: dict[str, np.ndarray] | None = None
 
     def image(self, key: str) -> Image.Image:
         with Image.open(self.root / "images" / f"{key}.jpg") as im:
@@ -89,6 +93,27 @@ class _Pool:
         y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
         rgb = np.asarray(self.image(key))[y0:y1, x0:x1]
         return Cutout(np.ascontiguousarray(rgb), mask[y0:y1, x0:x1].astype(np.float32))
+
+    def descriptor(self, key: str) -> np.ndarray | None:
+        """A look descriptor of the object: its normalized 4x4x4 RGB histogram inside the mask,
+        then the log aspect ratio of its box (weighted like one histogram's worth); None when tiny."""
+        mask = self.mask(key)
+        if mask.sum() < 500:
+            return None
+        rgb = np.asarray(self.image(key))[mask] // 64
+        hist = np.bincount((rgb[:, 0] * 16 + rgb[:, 1] * 4 + rgb[:, 2]).astype(np.int64), minlength=64).astype(np.float64)
+        ys, xs = np.nonzero(mask)
+        aspect = math.log((ys.max() - ys.min() + 1) / (xs.max() - xs.min() + 1))
+        return np.concatenate([hist / hist.sum(), [aspect]])
+
+    def lookalikes(self, key: str, count: int) -> list[str]:
+        """The ``count`` held-out objects (other than ``key``) nearest to ``key``'s descriptor."""
+        if self._descriptors is None:
+            self._descriptors = {k: d for k in self.ids if (d := self.descriptor(k)) is not None}
+        ref = self._descriptors[key]
+        dist = sorted((float(np.abs(d[:64] - ref[:64]).sum() + abs(d[64] - ref[64])), k)
+                      for k, d in self._descriptors.items() if k != key)
+        return [k for _, k in dist[:count]]
 
     def thin_ids(self) -> list[str]:
         """Held-out ids whose object has much thin structure (3-px erosion removes > 30 %)."""
@@ -240,6 +265,21 @@ def _tracks(scenario: str, pool: _Pool, rng: random.Random, frames: int) -> list
         a = (WIDTH * rng.uniform(0.3, 0.5), HEIGHT * rng.uniform(0.4, 0.6))
         b = (WIDTH * rng.uniform(0.5, 0.7), HEIGHT * rng.uniform(0.4, 0.6))
         return [_Track(cut_from(thin), 1, _linear(a, b, frames), [HEIGHT * rng.uniform(0.55, 0.7)] * frames, wobble(frames, 8))]
+    if scenario == "crowd":
+        while (key := rng.choice(pool.ids)) and pool.cutout(key) is None:
+            pass
+        a = (WIDTH * rng.uniform(0.3, 0.45), HEIGHT * rng.uniform(0.45, 0.55))
+        b = (WIDTH * rng.uniform(0.55, 0.7), HEIGHT * rng.uniform(0.45, 0.55))
+        target = _Track(pool.cutout(key), 1, _linear(a, b, frames), [h0] * frames, wobble(frames, 8))
+        others = []
+        for k, other in enumerate(pool.lookalikes(key, 4)):
+            cut = pool.cutout(other)
+            start = (WIDTH * (0.12 + 0.25 * k) + rng.uniform(-20, 20), HEIGHT * rng.uniform(0.3, 0.7))
+            end = (start[0] + rng.uniform(-0.2, 0.2) * WIDTH, HEIGHT * rng.uniform(0.3, 0.7))
+            others.append(_Track(cut, 0, _linear(start, end, frames), [h0 * rng.uniform(0.8, 1.1)] * frames,
+                                 wobble(frames, 10)))
+        behind = rng.randint(1, 3)  # some pass behind the object, the rest in front of it
+        return others[:behind] + [target] + others[behind:]
     raise ValueError(f"unknown scenario {scenario!r}")
 
 
