@@ -124,3 +124,36 @@ def test_rejects_bad_parameters():
         SampleMemory(0, (1, 1, 1), (1, 1))
     with pytest.raises(ValueError):
         SampleMemory(4, (1, 1, 1), (1, 1), learning_rate=1.0)
+
+
+def test_anchor_floor_keeps_the_start_samples_share_and_they_are_never_evicted():
+    mem = SampleMemory(6, (2, 3, 4), (6, 8), learning_rate=0.1, anchor_weight=0.3)
+    _init(mem, k=2)
+    for i in range(1, 40):  # far past the capacity: tracked samples cycle through the free slots
+        mem.insert(*_sample(i))
+    w = mem.weights[0]
+    assert math.isclose(w[:2].sum().item(), 0.3, rel_tol=1e-9)  # recency alone would leave ~0.0x
+    assert math.isclose(w.sum().item(), 1.0, rel_tol=1e-12)
+    assert torch.all(mem.features[0, :2] == 0) and math.isclose((w[0] / w[1]).item(), 2.0)  # both anchors kept, 2 : 1
+    newest = int(mem.previous[0])
+    others = [s for s in range(2, 6) if s != newest]
+    assert all(w[newest] > w[s] for s in others)  # recency order among tracked samples is kept
+
+
+def test_without_anchor_floor_the_start_samples_fade_and_get_evicted():
+    mem = SampleMemory(6, (2, 3, 4), (6, 8), learning_rate=0.1)
+    _init(mem, k=2)
+    for i in range(1, 40):
+        mem.insert(*_sample(i))
+    assert not torch.any(mem.features[0, :2] == 0)  # overwritten by tracked samples
+
+
+def test_anchor_floor_survives_a_state_round_trip():
+    mem = SampleMemory(6, (2, 3, 4), (6, 8), learning_rate=0.1, anchor_weight=0.25)
+    _init(mem, k=2)
+    for i in range(1, 10):
+        mem.insert(*_sample(i))
+    copy = SampleMemory.from_state_dict(mem.state_dict())
+    for m in (mem, copy):
+        m.insert(*_sample(99.0))
+    assert torch.equal(copy.weights, mem.weights) and torch.equal(copy.anchor, mem.anchor)

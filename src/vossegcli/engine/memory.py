@@ -12,7 +12,12 @@ Weight rule (learning rate η, as in the paper and pytracking):
 * the first tracked sample: all weights are divided by (1 − η) and the new sample gets η; every
   later one gets (the current weight of the previously inserted sample) / (1 − η), so each sample
   weighs 1/(1 − η) ≈ 1.11× the one before — exponential recency weighting;
-* after every insertion the weights are renormalized to sum to 1.
+* after every insertion the weights are renormalized to sum to 1;
+* with ``anchor_weight`` a > 0 the start-frame samples (the *anchors*) keep at least a of the total
+  weight (LWL keeps its first frame at ≥ 0.25): when recency weighting would take them below, they
+  are scaled up to a and the tracked samples down to 1 − a; anchors are never the slot replaced.
+  Without it, after ~40 frames the given mask weighs almost nothing and the model follows its own
+  mistakes (drift).
 
 Storage is preallocated at capacity, so memory per object is fixed from the first frame on:
 ``capacity × (c·h·w + H'·W') × 4`` bytes (features at stride 16, labels at the label stride).
@@ -38,10 +43,11 @@ class SampleMemory:
         feature_shape: (h, w, c) of the projected features (channels last).
         label_shape: (H', W') of the labels.
         learning_rate: η of the recency weighting.
+        anchor_weight: the least total weight of the start-frame samples (0: no floor).
 
     Tensors: ``features`` (N, K, h, w, c), ``labels`` (N, K, H', W'), ``weights`` (N, K) float64
     (γ; 0 marks an empty slot), ``previous`` (N,) the slot of each object's last tracked sample
-    (−1: none yet). ``filled`` (host ints) bounds how many leading slots each object may use:
+    (−1: none yet), ``anchor`` (N, K) bool, the start-frame samples. ``filled`` (host ints) bounds how many leading slots each object may use:
     slots fill in order (the lightest slot is the first empty one), so samples are a prefix.
     """
 
@@ -53,19 +59,24 @@ class SampleMemory:
         learning_rate: float = 0.1,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        anchor_weight: float = 0.0,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         if not 0 < learning_rate < 1:
             raise ValueError("learning_rate must be in (0, 1)")
+        if not 0 <= anchor_weight < 1:
+            raise ValueError("anchor_weight must be in [0, 1)")
         self.capacity = capacity
         self.learning_rate = learning_rate
+        self.anchor_weight = anchor_weight
         self.feature_shape = tuple(feature_shape)
         self.label_shape = tuple(label_shape)
         self.features = torch.zeros((0, capacity, *feature_shape), device=device, dtype=dtype)
         self.labels = torch.zeros((0, capacity, *label_shape), device=device, dtype=dtype)
         self.weights = torch.zeros((0, capacity), device=device, dtype=torch.float64)
         self.previous = torch.zeros(0, device=device, dtype=torch.long)
+        self.anchor = torch.zeros((0, capacity), device=device, dtype=torch.bool)
         self.filled: list[int] = []
 
     @property
@@ -109,6 +120,9 @@ class SampleMemory:
         self.labels = torch.cat([self.labels, labs.to(self.labels.dtype)])
         self.weights = torch.cat([self.weights, w])
         self.previous = torch.cat([self.previous, torch.full((n,), -1, dtype=torch.long, device=features.device)])
+        anchor = torch.zeros((n, self.capacity), dtype=torch.bool, device=features.device)
+        anchor[:, :k] = w[:, :k] > 0
+        self.anchor = torch.cat([self.anchor, anchor])
         self.filled += [k] * n
 
     def insert(self, features: Tensor, labels: Tensor, accept: Tensor | None = None) -> Tensor:
@@ -118,13 +132,16 @@ class SampleMemory:
         n = self.num_objects
         eta = self.learning_rate
         rows = torch.arange(n, device=self.weights.device)
-        slot = torch.argmin(self.weights, dim=1)  # empty slots (γ = 0) first, then the lightest
+        candidates = self.weights.masked_fill(self.anchor, float("inf")) if self.anchor_weight > 0 else self.weights
+        slot = torch.argmin(candidates, dim=1)  # empty slots (γ = 0) first, then the lightest
         first = self.previous < 0
         prev_weight = self.weights[rows, self.previous.clamp(min=0)]
         scaled = torch.where(first[:, None], self.weights / (1 - eta), self.weights)
         new_weight = torch.where(first, torch.full_like(prev_weight, eta), prev_weight / (1 - eta))
         updated = scaled.scatter(1, slot[:, None], new_weight[:, None])
         updated = updated / updated.sum(dim=1, keepdim=True)
+        if self.anchor_weight > 0:
+            updated = self._floor_anchors(updated)
         if accept is None:
             accept = torch.ones(n, dtype=torch.bool, device=self.weights.device)
         self.weights = torch.where(accept[:, None], updated, self.weights)
@@ -135,6 +152,16 @@ class SampleMemory:
         self.previous = torch.where(accept, slot, self.previous)
         self.filled = [min(self.capacity, f + 1) for f in self.filled]
         return slot
+
+    def _floor_anchors(self, weights: Tensor) -> Tensor:
+        """(N, K) weights summing to 1 → the same with the anchors' share raised to ``anchor_weight``
+        where it fell below (tracked samples scaled down in proportion)."""
+        a = self.anchor_weight
+        share = (weights * self.anchor).sum(dim=1, keepdim=True)
+        rest = (1 - share).clamp_min(1e-300)
+        low = (share < a) & (share > 0)
+        floored = torch.where(self.anchor, weights * a / share.clamp_min(1e-300), weights * (1 - a) / rest)
+        return torch.where(low, floored, weights)
 
     def active(self, objects: list[int] | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """(features (n, k, h, w, c), labels (n, k, H', W'), weights (n, k) float32 summing to 1 per
@@ -158,12 +185,14 @@ class SampleMemory:
             "feature_shape": list(self.feature_shape), "label_shape": list(self.label_shape),
             "features": self.features[:, :k].clone(), "labels": self.labels[:, :k].clone(),
             "weights": self.weights.clone(), "previous": self.previous.clone(), "filled": list(self.filled),
+            "anchor_weight": self.anchor_weight, "anchor": self.anchor.clone(),
         }
 
     @classmethod
     def from_state_dict(cls, state: dict, device: torch.device | str = "cpu") -> "SampleMemory":
         mem = cls(state["capacity"], tuple(state["feature_shape"]), tuple(state["label_shape"]),
-                  state["learning_rate"], device=device, dtype=state["features"].dtype)
+                  state["learning_rate"], device=device, dtype=state["features"].dtype,
+                  anchor_weight=state.get("anchor_weight", 0.0))
         n, k = state["features"].shape[:2]
         mem.features = torch.zeros((n, mem.capacity, *mem.feature_shape), device=device, dtype=mem.features.dtype)
         mem.labels = torch.zeros((n, mem.capacity, *mem.label_shape), device=device, dtype=mem.labels.dtype)
@@ -172,6 +201,8 @@ class SampleMemory:
         mem.weights = state["weights"].to(device)
         mem.previous = state["previous"].to(device)
         mem.filled = list(state["filled"])
+        mem.anchor = state["anchor"].to(device) if "anchor" in state else \
+            torch.zeros((n, mem.capacity), dtype=torch.bool, device=device)
         return mem
 
 

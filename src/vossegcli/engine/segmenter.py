@@ -65,6 +65,7 @@ from vossegcli.engine.presence import (
 )
 from vossegcli.engine.reid import mask_boxes, region_embeddings
 from vossegcli.engine.refiner import Refiner, load_refiner, refiner_file
+from vossegcli.engine.regions import REGION_STRIDE, far_parts_to_remove, predicted_boxes
 from vossegcli.engine.state import StageTimes, VideoState
 from vossegcli.engine.target_model import (
     BatchedSamples, BatchedTargetProblem, TargetModel, UpsampleOperator, from_batched_weights, project_frame,
@@ -96,6 +97,10 @@ class SegmenterConfig:
     update_cg_iterations: int = 10  #: N_CGu
     memory_capacity: int = 80  #: K_max
     memory_learning_rate: float = 0.1  #: η
+    #: The least total weight of the start-frame samples in the memory (LWL: 0.25); 0: none, the
+    #: given mask fades with η like any sample (the paper). Chosen on real30 (docs/RESULTS.md):
+    #: 0 → 78.5, 0.5 → 80.3 J&F, the last quarter of the clips +2.6 J; neutral on val-synth.
+    memory_anchor_weight: float = 0.5
     min_update_pixels: int = 10  #: a frame enters the memory only with this many pixels > 0.5
     #: "default": the shipped refiner weights if present (weights/manifest.json), else none;
     #: a path: that refiner file; None: no refiner (scores upsampled bilinearly, "D-only").
@@ -109,6 +114,9 @@ class SegmenterConfig:
     #: in float32): "auto" — bfloat16 where the hardware computes it natively (CUDA GPUs with
     #: bf16, CPUs with AVX512-BF16 or AMX), else float32; "fp32"; "bf16"; "fp16" (CUDA only).
     precision: str = "auto"
+    #: Flip test: the target models also score the mirrored frame (one more backbone pass) and the
+    #: two views' scores are averaged.
+    flip_test: bool = False
     #: Presence decisions, re-identification and the spatial prior (:mod:`vossegcli.engine.presence`).
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     seed: int = 0
@@ -126,6 +134,9 @@ PRESETS: dict[str, dict] = {
     "default": {},
     # The paper's "Ours (fast)": c = 32, t_s = 16, N_GN = 4, N_CGu = 5.
     "fast": {"channels": 32, "update_interval": 16, "init_cg_iterations": (5, 10, 10, 10), "update_cg_iterations": 5},
+    # When time is no object: the mirrored frame scored too (one more backbone pass per frame) and
+    # w2 re-optimized every 4 frames (the DAVIS-2019 extension's t_s), 15 CG iterations each.
+    "quality": {"flip_test": True, "update_interval": 4, "update_cg_iterations": 15},
 }
 
 
@@ -313,10 +324,11 @@ class Segmenter:
         with self._autocast():
             feats = self.backbone(rgb[None])
         x = self._scaled(feats.s16)[0]  # (h16, w16, C)
+        x_flip = self._flipped_features(rgb, x.shape[1]) if self.config.flip_test and state.num_objects else None
         t = self._timed(state, "backbone", t)
         given = torch.from_numpy(new_masks).to(self.device).long() if new_masks is not None else None
         if state.num_objects:
-            labels = self._predict_and_update(state, feats, x, (h, w), given)
+            labels = self._predict_and_update(state, feats, x, (h, w), given, x_flip)
         else:
             labels = torch.zeros((h, w), dtype=torch.long, device=self.device)
         if given is not None:
@@ -325,6 +337,16 @@ class Segmenter:
             self._start_objects(state, rgb, x, given, feats)
             self._timed(state, "target_init", t)
         return labels
+
+    def _flipped_features(self, rgb: torch.Tensor, w16: int) -> torch.Tensor:
+        """(h16, w16, C) scaled stride-16 features of the mirrored frame. The frame is padded on the
+        right to whole cells before mirroring, so the mirrored view's cell j is the frame's cell
+        w16 − 1 − j exactly."""
+        pad = w16 * FEATURE_STRIDE - rgb.shape[-1]
+        padded = F.pad(rgb[None].float(), (0, pad, 0, 0), mode="replicate") if pad else rgb[None]
+        with self._autocast():
+            s16 = self.backbone(padded.flip(-1)).s16
+        return self._scaled(s16)[0]
 
     def _scaled(self, s16: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) stride-16 backbone features → (B, h, w, C) float32 scaled features for D."""
@@ -349,16 +371,20 @@ class Segmenter:
 
     def _predict_and_update(
         self, state: VideoState, feats: BackboneFeatures, x: torch.Tensor, frame_hw: tuple[int, int],
-        given: torch.Tensor | None,
+        given: torch.Tensor | None, x_flip: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Score, refine and merge all tracked objects (→ (H, W) int64 ids), then update their memories.
 
         On a frame where new objects are given, their mask is carved out of the tracked objects.
+        ``x_flip``: the mirrored frame's features (flip test): the scores are the mean of both views'.
         """
         cfg = self.config
         t = time.perf_counter()
         projected = project_frame(x, state.w1)  # (N, h, w, c)
         scores = score_projected_batched(projected, state.w2)[:, None]  # (N, 1, h, w)
+        if x_flip is not None:
+            mirrored = score_projected_batched(project_frame(x_flip, state.w1), state.w2)[:, None].flip(-1)
+            scores = (scores + mirrored) / 2
         assessment = None
         if state.presence is not None:
             assessment = assess(state.presence, cfg.presence, scores, feats.s16[0], feats.s32[0], cfg.score_sharpness)
@@ -382,7 +408,9 @@ class Segmenter:
         t = self._timed(state, "target_score", t)
         labels = label_map_from_logits(logits, state.objects.ids_tensor(self.device))
         t = self._timed(state, "merge", t)
-        learn = None
+        learn, removed = None, None
+        if assessment is not None and cfg.presence.enabled and cfg.presence.region_filter:
+            labels, removed = self._filter_far_parts(state, assessment, labels, feats)
         if assessment is not None:
             self._diagnose(state, assessment, labels, logits)
             if cfg.presence.enabled:
@@ -393,9 +421,26 @@ class Segmenter:
                     scores[gone] = -1e4
             t = self._timed(state, "presence", t)
         if cfg.updates:
-            self._update(state, scores, projected, logits, given, feats, learn)
+            self._update(state, scores, projected, logits, given, feats, learn, removed)
             self._timed(state, "target_update", t)
         return labels
+
+    def _filter_far_parts(self, state: VideoState, assessment, labels: torch.Tensor,
+                          feats: BackboneFeatures) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(H, W) ids with far, unconfirmed parts of each written mask set to background
+        (:mod:`vossegcli.engine.regions`), and the (N, h8, w8) cells removed (None: none)."""
+        p, pc = state.presence, self.config.presence
+        slots = [i for i in range(state.num_objects)
+                 if assessment.written(i) and p.boxes[i] and not assessment.refound[i]]
+        boxes = predicted_boxes([p.boxes[i] for i in slots], [p.velocity[i] for i in slots], pc.region_margin,
+                                FEATURE_STRIDE / REGION_STRIDE)
+        onehot = labels[None] == state.objects.ids_tensor(self.device)[:, None, None]
+        removed = far_parts_to_remove(onehot, slots, boxes, feats.s16[0], feats.s32[0], p.bank, pc.region_similarity)
+        if not bool(removed.any()):
+            return labels, None
+        h, w = labels.shape
+        full = removed.repeat_interleave(REGION_STRIDE, 1).repeat_interleave(REGION_STRIDE, 2)[:, :h, :w]
+        return labels.masked_fill((full & onehot).any(dim=0), 0), removed
 
     def _ownership(self, state: VideoState, assessment, logits: torch.Tensor) -> torch.Tensor:
         """Logits (N, H, W) less the ownership penalties (:func:`~vossegcli.engine.presence.ownership_penalties`)
@@ -461,12 +506,18 @@ class Segmenter:
         return winner_labels(soft_aggregate(probs))
 
     def _update(self, state: VideoState, scores: torch.Tensor, projected: torch.Tensor, logits: torch.Tensor,
-                given: torch.Tensor | None, feats: BackboneFeatures, learn: list[bool] | None = None) -> None:
+                given: torch.Tensor | None, feats: BackboneFeatures, learn: list[bool] | None = None,
+                removed: torch.Tensor | None = None) -> None:
         """Add this frame to every object's memory (and appearance models); re-optimize w2 of the
         objects due (as one batch) and refresh their target attention from this frame. ``learn``:
         per slot, whether the presence decisions let the object learn from this frame (None: all)."""
         cfg = self.config
         soft = self._memory_labels(scores, logits, given, state.frame_hw)
+        if removed is not None:  # far parts the filter removed are not the object: learn them as background
+            h8, w8 = removed.shape[-2:]
+            size = (h8 * REGION_STRIDE // cfg.label_stride, w8 * REGION_STRIDE // cfg.label_stride)
+            gone = F.interpolate(removed.float()[:, None], size=size, mode="nearest")[:, 0, :soft.shape[1], :soft.shape[2]]
+            soft = soft * (1 - gone)
         accept = (soft > 0.5).flatten(1).sum(dim=1) * cfg.label_stride**2 >= cfg.min_update_pixels
         if learn is not None:
             accept = accept & torch.tensor(learn, device=accept.device)
@@ -559,7 +610,7 @@ class Segmenter:
             capacity = max(cfg.memory_capacity, 1 + cfg.augment.num_samples)
             state.memory = SampleMemory(
                 capacity, (x.shape[0], x.shape[1], cfg.channels), label_grid_size(state.frame_hw, cfg.label_stride),
-                cfg.memory_learning_rate, device=self.device,
+                cfg.memory_learning_rate, device=self.device, anchor_weight=cfg.memory_anchor_weight,
             )
         projected = torch.bmm(features.flatten(1, 3), w1).reshape(*features.shape[:4], w1.shape[-1])
         state.memory.add_objects(projected, labels, weights)
