@@ -92,12 +92,6 @@ class PresenceConfig:
     #: and this object did not nearby; 0 turns it off.
     ownership_penalty: float = 4.0
     ownership_reach: int = 1  #: cells (of :data:`OWNER_STRIDE` px) an object may grow into another's area per frame
-    #: Far-region filter (:mod:`vossegcli.engine.regions`): parts of a written mask that do not reach the
-    #: object's predicted box grown by ``region_margin`` of its size per side are removed unless their
-    #: template similarity reaches ``region_similarity``.
-    region_filter: bool = False
-    region_margin: float = 0.5
-    region_similarity: float = 0.75
 
 
 @dataclass

@@ -65,7 +65,6 @@ from vossegcli.engine.presence import (
 )
 from vossegcli.engine.reid import mask_boxes, region_embeddings
 from vossegcli.engine.refiner import Refiner, load_refiner, refiner_file
-from vossegcli.engine.regions import REGION_STRIDE, far_parts_to_remove, predicted_boxes
 from vossegcli.engine.state import StageTimes, VideoState
 from vossegcli.engine.target_model import (
     BatchedSamples, BatchedTargetProblem, TargetModel, UpsampleOperator, from_batched_weights, project_frame,
@@ -408,9 +407,7 @@ class Segmenter:
         t = self._timed(state, "target_score", t)
         labels = label_map_from_logits(logits, state.objects.ids_tensor(self.device))
         t = self._timed(state, "merge", t)
-        learn, removed = None, None
-        if assessment is not None and cfg.presence.enabled and cfg.presence.region_filter:
-            labels, removed = self._filter_far_parts(state, assessment, labels, feats)
+        learn = None
         if assessment is not None:
             self._diagnose(state, assessment, labels, logits)
             if cfg.presence.enabled:
@@ -421,26 +418,9 @@ class Segmenter:
                     scores[gone] = -1e4
             t = self._timed(state, "presence", t)
         if cfg.updates:
-            self._update(state, scores, projected, logits, given, feats, learn, removed)
+            self._update(state, scores, projected, logits, given, feats, learn)
             self._timed(state, "target_update", t)
         return labels
-
-    def _filter_far_parts(self, state: VideoState, assessment, labels: torch.Tensor,
-                          feats: BackboneFeatures) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(H, W) ids with far, unconfirmed parts of each written mask set to background
-        (:mod:`vossegcli.engine.regions`), and the (N, h8, w8) cells removed (None: none)."""
-        p, pc = state.presence, self.config.presence
-        slots = [i for i in range(state.num_objects)
-                 if assessment.written(i) and p.boxes[i] and not assessment.refound[i]]
-        boxes = predicted_boxes([p.boxes[i] for i in slots], [p.velocity[i] for i in slots], pc.region_margin,
-                                FEATURE_STRIDE / REGION_STRIDE)
-        onehot = labels[None] == state.objects.ids_tensor(self.device)[:, None, None]
-        removed = far_parts_to_remove(onehot, slots, boxes, feats.s16[0], feats.s32[0], p.bank, pc.region_similarity)
-        if not bool(removed.any()):
-            return labels, None
-        h, w = labels.shape
-        full = removed.repeat_interleave(REGION_STRIDE, 1).repeat_interleave(REGION_STRIDE, 2)[:, :h, :w]
-        return labels.masked_fill((full & onehot).any(dim=0), 0), removed
 
     def _ownership(self, state: VideoState, assessment, logits: torch.Tensor) -> torch.Tensor:
         """Logits (N, H, W) less the ownership penalties (:func:`~vossegcli.engine.presence.ownership_penalties`)
@@ -506,18 +486,12 @@ class Segmenter:
         return winner_labels(soft_aggregate(probs))
 
     def _update(self, state: VideoState, scores: torch.Tensor, projected: torch.Tensor, logits: torch.Tensor,
-                given: torch.Tensor | None, feats: BackboneFeatures, learn: list[bool] | None = None,
-                removed: torch.Tensor | None = None) -> None:
+                given: torch.Tensor | None, feats: BackboneFeatures, learn: list[bool] | None = None) -> None:
         """Add this frame to every object's memory (and appearance models); re-optimize w2 of the
         objects due (as one batch) and refresh their target attention from this frame. ``learn``:
         per slot, whether the presence decisions let the object learn from this frame (None: all)."""
         cfg = self.config
         soft = self._memory_labels(scores, logits, given, state.frame_hw)
-        if removed is not None:  # far parts the filter removed are not the object: learn them as background
-            h8, w8 = removed.shape[-2:]
-            size = (h8 * REGION_STRIDE // cfg.label_stride, w8 * REGION_STRIDE // cfg.label_stride)
-            gone = F.interpolate(removed.float()[:, None], size=size, mode="nearest")[:, 0, :soft.shape[1], :soft.shape[2]]
-            soft = soft * (1 - gone)
         accept = (soft > 0.5).flatten(1).sum(dim=1) * cfg.label_stride**2 >= cfg.min_update_pixels
         if learn is not None:
             accept = accept & torch.tensor(learn, device=accept.device)
