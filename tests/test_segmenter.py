@@ -224,19 +224,3 @@ def test_start_frame_samples_keep_their_floor_share_of_the_memory(clip):
     plain, _ = _run(replace(config, memory_anchor_weight=0.0), frames, {0: first})
     assert float((plain.last_state.memory.weights[:, :5]).sum(dim=1).max()) < 0.5
 
-
-def test_flip_test_mirrored_view_lines_up_with_the_frame_grid():
-    """Mirrored back, the mirrored view matches the frame cell for cell (not one cell off), also when
-    the width is not whole cells."""
-    seg = Segmenter(preset_config("quality", refiner=None), device="cpu")
-    g = torch.Generator().manual_seed(0)
-    small = torch.rand(3, 12, 25, generator=g)
-    rgb = (torch.nn.functional.interpolate(small[None], size=(96, 200), mode="bilinear")[0] * 255).round()
-    x = seg._scaled(seg.backbone(rgb[None]).s16)[0]  # (6, 13, C): 200 px = 12.5 cells
-    mirrored = seg._flipped_features(rgb, x.shape[1]).flip(1)  # back onto the frame's grid
-    def corr(a, b):
-        a, b = a - a.mean(), b - b.mean()
-        return float((a * b).sum() / (a.norm() * b.norm()))
-    aligned = corr(x[:, 1:-1], mirrored[:, 1:-1])
-    shifted = corr(x[:, 1:-2], mirrored[:, 2:-1])
-    assert aligned > 0.6 and aligned > shifted + 0.1

@@ -113,9 +113,6 @@ class SegmenterConfig:
     #: in float32): "auto" — bfloat16 where the hardware computes it natively (CUDA GPUs with
     #: bf16, CPUs with AVX512-BF16 or AMX), else float32; "fp32"; "bf16"; "fp16" (CUDA only).
     precision: str = "auto"
-    #: Flip test: the target models also score the mirrored frame (one more backbone pass) and the
-    #: two views' scores are averaged.
-    flip_test: bool = False
     #: Presence decisions, re-identification and the spatial prior (:mod:`vossegcli.engine.presence`).
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     seed: int = 0
@@ -133,9 +130,6 @@ PRESETS: dict[str, dict] = {
     "default": {},
     # The paper's "Ours (fast)": c = 32, t_s = 16, N_GN = 4, N_CGu = 5.
     "fast": {"channels": 32, "update_interval": 16, "init_cg_iterations": (5, 10, 10, 10), "update_cg_iterations": 5},
-    # When time is no object: the mirrored frame scored too (one more backbone pass per frame) and
-    # w2 re-optimized every 4 frames (the DAVIS-2019 extension's t_s), 15 CG iterations each.
-    "quality": {"flip_test": True, "update_interval": 4, "update_cg_iterations": 15},
 }
 
 
@@ -323,11 +317,10 @@ class Segmenter:
         with self._autocast():
             feats = self.backbone(rgb[None])
         x = self._scaled(feats.s16)[0]  # (h16, w16, C)
-        x_flip = self._flipped_features(rgb, x.shape[1]) if self.config.flip_test and state.num_objects else None
         t = self._timed(state, "backbone", t)
         given = torch.from_numpy(new_masks).to(self.device).long() if new_masks is not None else None
         if state.num_objects:
-            labels = self._predict_and_update(state, feats, x, (h, w), given, x_flip)
+            labels = self._predict_and_update(state, feats, x, (h, w), given)
         else:
             labels = torch.zeros((h, w), dtype=torch.long, device=self.device)
         if given is not None:
@@ -336,16 +329,6 @@ class Segmenter:
             self._start_objects(state, rgb, x, given, feats)
             self._timed(state, "target_init", t)
         return labels
-
-    def _flipped_features(self, rgb: torch.Tensor, w16: int) -> torch.Tensor:
-        """(h16, w16, C) scaled stride-16 features of the mirrored frame. The frame is padded on the
-        right to whole cells before mirroring, so the mirrored view's cell j is the frame's cell
-        w16 − 1 − j exactly."""
-        pad = w16 * FEATURE_STRIDE - rgb.shape[-1]
-        padded = F.pad(rgb[None].float(), (0, pad, 0, 0), mode="replicate") if pad else rgb[None]
-        with self._autocast():
-            s16 = self.backbone(padded.flip(-1)).s16
-        return self._scaled(s16)[0]
 
     def _scaled(self, s16: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) stride-16 backbone features → (B, h, w, C) float32 scaled features for D."""
@@ -370,20 +353,16 @@ class Segmenter:
 
     def _predict_and_update(
         self, state: VideoState, feats: BackboneFeatures, x: torch.Tensor, frame_hw: tuple[int, int],
-        given: torch.Tensor | None, x_flip: torch.Tensor | None = None,
+        given: torch.Tensor | None,
     ) -> torch.Tensor:
         """Score, refine and merge all tracked objects (→ (H, W) int64 ids), then update their memories.
 
         On a frame where new objects are given, their mask is carved out of the tracked objects.
-        ``x_flip``: the mirrored frame's features (flip test): the scores are the mean of both views'.
         """
         cfg = self.config
         t = time.perf_counter()
         projected = project_frame(x, state.w1)  # (N, h, w, c)
         scores = score_projected_batched(projected, state.w2)[:, None]  # (N, 1, h, w)
-        if x_flip is not None:
-            mirrored = score_projected_batched(project_frame(x_flip, state.w1), state.w2)[:, None].flip(-1)
-            scores = (scores + mirrored) / 2
         assessment = None
         if state.presence is not None:
             assessment = assess(state.presence, cfg.presence, scores, feats.s16[0], feats.s32[0], cfg.score_sharpness)
