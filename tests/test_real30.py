@@ -51,3 +51,19 @@ def test_each_sequence_gets_the_refiner_of_the_fold_that_held_it_out(root, tmp_p
         assert {files[n] for n in fold_sequences(root, k)} == {str(refiners / f"fold{k}.pt")}
     with pytest.raises(InputError, match="--real none"):
         refiners_for("synthetic", refiners, names)
+
+
+DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not (DATA / "davis16-train" / "splits.json").is_file(), reason="needs ../shared/data/davis16-train")
+def test_train_refuses_an_unknown_real_choice_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from vossegcli.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--data", str(DATA), "--out", str(tmp_path / "run"), "--real", "fold:7",
+                                      "--steps", "1"])
+    assert result.exit_code == 2
+    assert "fold 7: choose 0..4" in result.output and "Traceback" not in result.output

@@ -2,7 +2,7 @@
 
 The 6-sequence davis16-train `val` split over-estimated the held-out DAVIS-2016 score by 6.6 J&F,
 so settings are chosen on the mean of `val` and this second yardstick, which covers what the
-held-out set punishes. Five scenarios, :data:`CLIPS_PER_SCENARIO` clips each:
+held-out set punishes. Six scenarios, :data:`CLIPS_PER_SCENARIO` clips each:
 
 * ``occlusion``: two to four objects on crossing paths; objects pasted later hide earlier ones;
 * ``distractor``: the object and an unlabelled look-alike (a second, flipped copy of the same
