@@ -90,8 +90,8 @@ def test_active_returns_the_used_slots_normalized():
     mem = _memory()
     _init(mem, k=2)
     mem.insert(*_sample(5))
-    feats, labels, weights, hard = mem.active()
-    assert feats.shape == (1, 3, 2, 3, 4) and labels.shape == (1, 3, 6, 8) and hard.shape == labels.shape
+    feats, labels, weights = mem.active()
+    assert feats.shape == (1, 3, 2, 3, 4) and labels.shape == (1, 3, 6, 8)
     assert math.isclose(weights.sum().item(), 1.0, rel_tol=1e-6)
 
 
@@ -157,16 +157,3 @@ def test_anchor_floor_survives_a_state_round_trip():
     for m in (mem, copy):
         m.insert(*_sample(99.0))
     assert torch.equal(copy.weights, mem.weights) and torch.equal(copy.anchor, mem.anchor)
-
-
-def test_hard_negatives_are_stored_per_sample_returned_with_it_and_saved():
-    mem = _memory(capacity=4)
-    _init(mem, k=1)
-    hard = torch.zeros(1, 6, 8, dtype=torch.bool)
-    hard[0, 2, 3] = True
-    slot = int(mem.insert(*_sample(1.0), hard=hard)[0])
-    mem.insert(*_sample(2.0))  # no hard negatives given: none stored
-    feats, labels, gamma, stored = mem.active()
-    assert stored[0, slot].sum() == 1 and stored[0, slot, 2, 3] and stored.sum() == 1
-    copy = SampleMemory.from_state_dict(mem.state_dict())
-    assert torch.equal(copy.active()[3], stored)

@@ -106,20 +106,3 @@ def test_solver_works_inside_inference_mode():
         got_b = solver.run(batched, [t.clone() for t in params], (4,))  # explicit path
     assert torch.allclose(got[0], expected[0], atol=1e-9)
     assert torch.allclose(got_b[0][0].reshape(expected[0].shape), expected[0], atol=1e-8)
-
-
-def test_hard_negatives_multiply_their_residuals_weight_and_pull_the_scores_down_there():
-    _, _, plain, params = _problem_pair(optimize_w1=False, seed=3)
-    s = plain.samples
-    hard = (s.labels < 0.5) & (torch.rand(s.labels.shape, generator=torch.Generator().manual_seed(4)) < 0.2)
-    heavy = BatchedTargetProblem(BatchedSamples(s.features, s.labels, s.sample_weights, 4, hard=hard, hard_weight=9.0),
-                                 (0.3, 0.2), False)
-    ratio = heavy._sq_weight / plain._sq_weight
-    assert torch.allclose(ratio[hard], torch.full_like(ratio[hard], 9.0))
-    assert torch.allclose(ratio[~hard], torch.ones_like(ratio[~hard]))
-    # Solved, the scores on the hard pixels sit closer to their (background) labels.
-    def hard_error(problem):
-        (w2,) = GaussNewtonCG(preconditioner=(1e-2,)).run(problem, [p.clone() for p in params], [20])
-        up = problem.up(score_projected_batched(s.features, w2))
-        return float(((up - s.labels)[hard] ** 2).mean())
-    assert hard_error(heavy) < hard_error(plain)

@@ -77,9 +77,6 @@ class SampleMemory:
         self.weights = torch.zeros((0, capacity), device=device, dtype=torch.float64)
         self.previous = torch.zeros(0, device=device, dtype=torch.long)
         self.anchor = torch.zeros((0, capacity), device=device, dtype=torch.bool)
-        #: (N, K, H', W') bool: label pixels marked as hard negatives (the object's own target model
-        #: fired there, the frame's label says background); they weigh more when w2 is optimized
-        self.hard = torch.zeros((0, capacity, *label_shape), device=device, dtype=torch.bool)
         self.filled: list[int] = []
 
     @property
@@ -126,14 +123,12 @@ class SampleMemory:
         anchor = torch.zeros((n, self.capacity), dtype=torch.bool, device=features.device)
         anchor[:, :k] = w[:, :k] > 0
         self.anchor = torch.cat([self.anchor, anchor])
-        self.hard = torch.cat([self.hard, torch.zeros((n, self.capacity, *self.label_shape), dtype=torch.bool,
-                                                      device=features.device)])
         self.filled += [k] * n
 
-    def insert(self, features: Tensor, labels: Tensor, accept: Tensor | None = None, hard: Tensor | None = None) -> Tensor:
-        """Add one sample per object: (N, h, w, c) features, (N, H', W') labels and optionally
-        (N, H', W') bool hard negatives; objects whose ``accept`` (N,) is False are left unchanged.
-        Returns the (N,) slots written (or that would have been)."""
+    def insert(self, features: Tensor, labels: Tensor, accept: Tensor | None = None) -> Tensor:
+        """Add one sample per object: (N, h, w, c) features, (N, H', W') labels; objects whose
+        ``accept`` (N,) is False are left unchanged. Returns the (N,) slots written (or that would
+        have been)."""
         n = self.num_objects
         eta = self.learning_rate
         rows = torch.arange(n, device=self.weights.device)
@@ -154,8 +149,6 @@ class SampleMemory:
         self.features[rows, slot] = torch.where(keep, features.to(self.features.dtype), self.features[rows, slot])
         keep = accept.view(n, *([1] * len(self.label_shape)))
         self.labels[rows, slot] = torch.where(keep, labels.to(self.labels.dtype), self.labels[rows, slot])
-        new_hard = hard if hard is not None else torch.zeros_like(self.hard[rows, slot])
-        self.hard[rows, slot] = torch.where(keep, new_hard, self.hard[rows, slot])
         self.previous = torch.where(accept, slot, self.previous)
         self.filled = [min(self.capacity, f + 1) for f in self.filled]
         return slot
@@ -170,19 +163,18 @@ class SampleMemory:
         floored = torch.where(self.anchor, weights * a / share.clamp_min(1e-300), weights * (1 - a) / rest)
         return torch.where(low, floored, weights)
 
-    def active(self, objects: list[int] | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def active(self, objects: list[int] | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """(features (n, k, h, w, c), labels (n, k, H', W'), weights (n, k) float32 summing to 1 per
-        object, hard negatives (n, k, H', W') bool) of the given objects (all by default), over the
-        leading slots they may use; empty slots in that range have weight 0."""
+        object) of the given objects (all by default), over the leading slots they may use;
+        empty slots in that range have weight 0."""
         rows = list(range(self.num_objects)) if objects is None else objects
         k = max(self.filled[i] for i in rows)
         if len(rows) == self.num_objects:
-            feats, labs, w, hard = self.features[:, :k], self.labels[:, :k], self.weights[:, :k], self.hard[:, :k]
+            feats, labs, w = self.features[:, :k], self.labels[:, :k], self.weights[:, :k]
         else:
             index = torch.tensor(rows, device=self.features.device)
-            feats, labs, w, hard = (self.features[index, :k], self.labels[index, :k], self.weights[index, :k],
-                                    self.hard[index, :k])
-        return feats, labs, (w / w.sum(dim=1, keepdim=True)).to(self.features.dtype), hard
+            feats, labs, w = self.features[index, :k], self.labels[index, :k], self.weights[index, :k]
+        return feats, labs, (w / w.sum(dim=1, keepdim=True)).to(self.features.dtype)
 
     # -- saving and restoring (exact resume) -------------------------------------------------
     def state_dict(self) -> dict:
@@ -193,7 +185,7 @@ class SampleMemory:
             "feature_shape": list(self.feature_shape), "label_shape": list(self.label_shape),
             "features": self.features[:, :k].clone(), "labels": self.labels[:, :k].clone(),
             "weights": self.weights.clone(), "previous": self.previous.clone(), "filled": list(self.filled),
-            "anchor_weight": self.anchor_weight, "anchor": self.anchor.clone(), "hard": self.hard[:, :k].clone(),
+            "anchor_weight": self.anchor_weight, "anchor": self.anchor.clone(),
         }
 
     @classmethod
@@ -211,9 +203,6 @@ class SampleMemory:
         mem.filled = list(state["filled"])
         mem.anchor = state["anchor"].to(device) if "anchor" in state else \
             torch.zeros((n, mem.capacity), dtype=torch.bool, device=device)
-        mem.hard = torch.zeros((n, mem.capacity, *mem.label_shape), dtype=torch.bool, device=device)
-        if "hard" in state:
-            mem.hard[:, :k] = state["hard"].to(device)
         return mem
 
 

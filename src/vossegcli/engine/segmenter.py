@@ -101,10 +101,6 @@ class SegmenterConfig:
     #: 0 → 78.5, 0.5 → 80.3 J&F, the last quarter of the clips +2.6 J; neutral on val-synth.
     memory_anchor_weight: float = 0.5
     min_update_pixels: int = 10  #: a frame enters the memory only with this many pixels > 0.5
-    #: Distractor mining: label pixels where an object's own target model fired (score > 0.5, before
-    #: the spatial prior) but the frame's merged label says background weigh this many times their
-    #: hinge weight in w2's updates (1: off).
-    hard_negative_weight: float = 1.0
     #: "default": the shipped refiner weights if present (weights/manifest.json), else none;
     #: a path: that refiner file; None: no refiner (scores upsampled bilinearly, "D-only").
     refiner: str | None = "default"
@@ -367,7 +363,6 @@ class Segmenter:
         t = time.perf_counter()
         projected = project_frame(x, state.w1)  # (N, h, w, c)
         scores = score_projected_batched(projected, state.w2)[:, None]  # (N, 1, h, w)
-        raw = scores
         assessment = None
         if state.presence is not None:
             assessment = assess(state.presence, cfg.presence, scores, feats.s16[0], feats.s32[0], cfg.score_sharpness)
@@ -402,7 +397,7 @@ class Segmenter:
                     scores[gone] = -1e4
             t = self._timed(state, "presence", t)
         if cfg.updates:
-            self._update(state, scores, projected, logits, given, feats, learn, raw)
+            self._update(state, scores, projected, logits, given, feats, learn)
             self._timed(state, "target_update", t)
         return labels
 
@@ -470,8 +465,7 @@ class Segmenter:
         return winner_labels(soft_aggregate(probs))
 
     def _update(self, state: VideoState, scores: torch.Tensor, projected: torch.Tensor, logits: torch.Tensor,
-                given: torch.Tensor | None, feats: BackboneFeatures, learn: list[bool] | None = None,
-                raw: torch.Tensor | None = None) -> None:
+                given: torch.Tensor | None, feats: BackboneFeatures, learn: list[bool] | None = None) -> None:
         """Add this frame to every object's memory (and appearance models); re-optimize w2 of the
         objects due (as one batch) and refresh their target attention from this frame. ``learn``:
         per slot, whether the presence decisions let the object learn from this frame (None: all)."""
@@ -480,11 +474,7 @@ class Segmenter:
         accept = (soft > 0.5).flatten(1).sum(dim=1) * cfg.label_stride**2 >= cfg.min_update_pixels
         if learn is not None:
             accept = accept & torch.tensor(learn, device=accept.device)
-        hard = None
-        if cfg.hard_negative_weight != 1.0 and raw is not None:  # the object's own false positives
-            fired = upsample_scores(raw, soft.shape[-2:], cfg.label_stride)[:, 0] > 0.5
-            hard = fired & (soft < 0.5)
-        state.memory.insert(projected, soft, accept, hard)
+        state.memory.insert(projected, soft, accept)
         if state.evidence is not None:
             state.evidence.update(self._raw_s16(feats), soft, accept)
         tracked = state.objects.frames_tracked
@@ -532,10 +522,9 @@ class Segmenter:
     def _optimize_w2(self, state: VideoState, slots: Sequence[int], cg_iterations: int) -> None:
         """One GN step of ``cg_iterations`` CG iterations on w2 (w1 frozen) over the memories of ``slots``."""
         cfg = self.config
-        features, labels, gamma, hard = state.memory.active(list(slots))
+        features, labels, gamma = state.memory.active(list(slots))
         op = self._upsample_op(tuple(features.shape[2:4]), tuple(labels.shape[-2:]))
-        samples = BatchedSamples(features, labels, gamma, cfg.label_stride, cfg.hinge_fraction, hard,
-                                 cfg.hard_negative_weight)
+        samples = BatchedSamples(features, labels, gamma, cfg.label_stride, cfg.hinge_fraction)
         problem = BatchedTargetProblem(samples, cfg.regularization, optimize_w1=False, upsample=op)
         all_slots = len(slots) == state.num_objects
         w2 = state.w2 if all_slots else state.w2[list(slots)]

@@ -262,8 +262,6 @@ class BatchedSamples:
     sample_weights: Tensor
     label_stride: int
     hinge_fraction: float = 0.1
-    hard: Tensor | None = None  #: (N, K, H', W') bool hard negatives, weighing ``hard_weight`` × their hinge weight
-    hard_weight: float = 1.0
 
 
 class BatchedTargetProblem:
@@ -290,8 +288,6 @@ class BatchedTargetProblem:
         self.up = upsample
         v = hinge_pixel_weights(labels.flatten(0, 1)[:, None], samples.hinge_fraction, pixel_area=float(s * s))
         v = v[:, 0].reshape(labels.shape)
-        if samples.hard is not None and samples.hard_weight != 1.0:
-            v = torch.where(samples.hard, v * samples.hard_weight, v)
         self._sq_weight = samples.sample_weights[..., None, None] * v * float(s * s)  # (√γ √v s)²
 
     def _reg(self) -> list[float]:
