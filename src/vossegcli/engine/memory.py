@@ -47,8 +47,9 @@ class SampleMemory:
 
     Tensors: ``features`` (N, K, h, w, c), ``labels`` (N, K, H', W'), ``weights`` (N, K) float64
     (γ; 0 marks an empty slot), ``previous`` (N,) the slot of each object's last tracked sample
-    (−1: none yet), ``anchor`` (N, K) bool, the start-frame samples. ``filled`` (host ints) bounds how many leading slots each object may use:
-    slots fill in order (the lightest slot is the first empty one), so samples are a prefix.
+    (−1: none yet), ``anchor`` (N, K) bool, the start-frame samples. ``filled`` (host ints) bounds
+    how many leading slots each object may use: slots fill in order (the lightest slot is the first
+    empty one; anchors are never replaced when ``anchor_weight`` > 0), so samples are a prefix.
     """
 
     def __init__(
