@@ -224,3 +224,12 @@ def test_start_frame_samples_keep_their_floor_share_of_the_memory(clip):
     plain, _ = _run(replace(config, memory_anchor_weight=0.0), frames, {0: first})
     assert float((plain.last_state.memory.weights[:, :5]).sum(dim=1).max()) < 0.5
 
+
+
+def test_json_overrides_change_nested_settings_and_keep_the_rest():
+    from vossegcli.engine.segmenter import with_overrides
+
+    base = preset_config("fast")
+    c = with_overrides(base, {"presence": {"ownership_penalty": 2.0}, "init_cg_iterations": [5, 5], "refiner": None})
+    assert c.presence.ownership_penalty == 2.0 and c.presence.found_similarity == base.presence.found_similarity
+    assert c.init_cg_iterations == (5, 5) and c.refiner is None and c.channels == 32

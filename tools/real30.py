@@ -15,7 +15,6 @@ are exactly what the backbone returned). Timing runs must not use it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
-from vossegcli.engine.segmenter import preset_config
+from vossegcli.engine.segmenter import preset_config, with_overrides
 from vossegcli.eval.real30 import QUARTERS, run_real30
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -76,12 +75,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--sequences", nargs="*", default=None)
     args = ap.parse_args()
-    base = preset_config(args.preset)
-    over = {k: dataclasses.replace(getattr(base, k), **v) if isinstance(v, dict) else tuple(v) if isinstance(v, list) else v
-            for k, v in json.loads(args.override).items()}
+    config = with_overrides(preset_config(args.preset), json.loads(args.override))
     if args.no_refiner:
-        over["refiner"] = None
-    config = dataclasses.replace(base, **over)
+        config = with_overrides(config, {"refiner": None})
     backbone = StoredBackbone(args.features) if args.features else None
     start = time.time()
     result = run_real30(args.data, args.recipe, args.refiners, args.masks / (args.name or "run"), config,

@@ -8,24 +8,20 @@ Nested settings (``presence``, ``augment``) are given as objects of the fields t
 
 Masks go to /tmp/sweep/<n>/<split>/; the data is read from ../shared/data (docs/RESULTS.md).
 """
-import dataclasses
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-from vossegcli.engine.segmenter import preset_config
+from vossegcli.engine.segmenter import preset_config, with_overrides
 from vossegcli.eval.split import score_yardsticks
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 out = Path(sys.argv[1])
 for n, text in enumerate(sys.argv[2:]):
     over = json.loads(text)
-    base = preset_config(os.environ.get("PRESET", "default"))
-    fields = {k: dataclasses.replace(getattr(base, k), **v) if isinstance(v, dict) else tuple(v) if isinstance(v, list) else v
-              for k, v in over.items()}
-    config = dataclasses.replace(base, **fields)
+    config = with_overrides(preset_config(os.environ.get("PRESET", "default")), over)
     start = time.time()
     splits = tuple(os.environ.get("SPLITS", "val,val-synth").split(","))
     row = {"override": over, **score_yardsticks(DATA, config, Path("/tmp/sweep") / str(n), splits=splits)}

@@ -41,7 +41,7 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -138,6 +138,14 @@ def preset_config(name: str = "default", **overrides) -> SegmenterConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return SegmenterConfig(**{**PRESETS[name], **overrides})
+
+
+def with_overrides(config: SegmenterConfig, overrides: dict) -> SegmenterConfig:
+    """``config`` with settings changed as JSON gives them: lists become tuples, and a nested
+    setting (``presence``, ``augment``) is given as an object of the fields to change."""
+    fields = {k: replace(getattr(config, k), **v) if isinstance(v, dict) else tuple(v) if isinstance(v, list) else v
+              for k, v in overrides.items()}
+    return replace(config, **fields)
 
 
 def resolve_refiner(spec: str | None, device: torch.device) -> Refiner | None:
