@@ -8,7 +8,7 @@ import torch
 from vossegcli.engine.presence import (
     FrameDiagnostics, PresenceState, frame_descriptor, local_maxima, spatial_windows,
 )
-from vossegcli.engine.reid import TemplateBank, mask_boxes, region_embeddings
+from vossegcli.engine.reid import BINS, SAMPLES_PER_BIN, TemplateBank, mask_boxes, region_embeddings, roi_weight_maps
 from vossegcli.run.diagnostics import DIAGNOSTICS_FILE, DiagnosticsLog, read_records, summarize, summary_lines
 
 
@@ -33,6 +33,57 @@ def test_region_embeddings_are_unit_vectors_and_see_only_their_box():
     s16c = s16.clone()
     s16c[:, :3, :3] = torch.randn(120, 3, 3)
     assert not torch.allclose(region_embeddings(s16c, s32, boxes, weights), emb, atol=1e-3)
+
+
+def _roi_align_summed_by_hand(f, box, scale):
+    """RoIAlign (aligned=True, BINS×BINS bins, SAMPLES_PER_BIN² points each) summed over bins, point by point."""
+    c, h, w = f.shape
+    x0, y0, x1, y1 = (float(v) * scale - 0.5 for v in box)
+    n = BINS * SAMPLES_PER_BIN
+    total = torch.zeros(c, dtype=torch.float64)
+
+    def axis(p, size):  # [(index, weight)] of one coordinate, or [] when out of reach
+        if p < -1.0 or p > size:
+            return []
+        p = max(p, 0.0)
+        lo = int(p)
+        if lo >= size - 1:
+            return [(size - 1, 1.0)]
+        return [(lo, 1.0 - (p - lo)), (lo + 1, p - lo)]
+
+    for i in range(n):
+        for j in range(n):
+            y = y0 + (i + 0.5) * (y1 - y0) / n
+            x = x0 + (j + 0.5) * (x1 - x0) / n
+            for yi, wy in axis(y, h):
+                for xi, wx in axis(x, w):
+                    total += wy * wx * f[:, yi, xi].double()
+    return total / SAMPLES_PER_BIN**2
+
+
+@pytest.mark.parametrize("box,scale", [
+    ((0.0, 0.0, 4.0, 4.0), 1.0), ((1.3, 0.7, 9.2, 5.5), 1.0), ((-3.0, -2.0, 14.0, 11.0), 1.0),
+    ((10.5, 6.2, 12.0, 8.0), 1.0), ((2.0, 1.0, 11.0, 7.0), 0.5), ((0.0, 0.0, 12.0, 8.0), 0.5),
+])
+def test_roi_weight_maps_match_roialign_sampling_point_by_point(box, scale):
+    g = torch.Generator().manual_seed(3)
+    h, w = (8, 12) if scale == 1.0 else (4, 6)
+    f = torch.randn(5, h, w, generator=g)
+    maps = roi_weight_maps(torch.tensor([box]), scale, (h, w))
+    got = torch.einsum("khw,chw->kc", maps, f)[0].double()
+    assert torch.allclose(got, _roi_align_summed_by_hand(f, box, scale), atol=1e-5)
+
+
+def test_roi_weight_maps_equal_torchvision_roi_align_when_it_is_installed():
+    ops = pytest.importorskip("torchvision.ops")
+    g = torch.Generator().manual_seed(4)
+    f = torch.randn(6, 9, 13, generator=g)
+    boxes = torch.tensor([[0.0, 0.0, 13.0, 9.0], [2.2, 1.1, 7.9, 8.4], [-2.0, 3.0, 5.0, 12.0]])
+    rois = torch.cat([torch.arange(3.0)[:, None], boxes], dim=1)
+    want = ops.roi_align(f[None].expand(3, -1, -1, -1).contiguous(), rois, (BINS, BINS), spatial_scale=1.0,
+                         sampling_ratio=SAMPLES_PER_BIN, aligned=True).sum(dim=(2, 3))
+    got = torch.einsum("khw,chw->kc", roi_weight_maps(boxes, 1.0, (9, 13)), f)
+    assert torch.allclose(got, want, atol=1e-4)
 
 
 def test_region_embedding_of_zero_weights_is_zero_and_weights_select_pixels():

@@ -48,6 +48,17 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _check_install() -> None:
+    """Before any command: a PyTorch that does not import is one line with the fix, not a traceback."""
+    from vossegcli.install_check import torch_import_problem
+
+    problem = torch_import_problem()
+    if problem is not None:
+        err_console.print(f"[bold red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USER_ERROR)
+
+
 #: The library's messages name keyword arguments (``force=True``); on the command line they read as flags.
 _FLAG_WORDS = [
     (re.compile(r"\b(force|resume|snap_mask)=True\b"), lambda m: "--" + m[1].replace("_", "-")),
@@ -1040,11 +1051,15 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) 
         return
     from vossegcli.engine.device import cuda_status, precision_name, resolve_precision
 
+    from vossegcli.install_check import cuda_build_without_gpu, torchvision_status
+
     usable, why = cuda_status()
     data = {
         "vosseg": __version__,
         "gpu": why,
         "gpu_usable": usable,
+        "install": cuda_build_without_gpu() or "ok",
+        "torchvision": torchvision_status(),
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "precision": precision_name(resolve_precision("auto", device))
         + " (backbone and refiner with --precision auto; target models fp32)",
@@ -1065,7 +1080,8 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) 
         print(json.dumps(data, indent=2))
         return
     table = Table(show_header=False, box=None)
-    for key in ("vosseg", "device", "gpu", "precision", "python", "torch", "cuda_version", "cpu_threads"):
+    for key in ("vosseg", "device", "gpu", "install", "precision", "python", "torch", "torchvision", "cuda_version",
+                "cpu_threads"):
         table.add_row(key, str(data[key]))
     console.print(table)
     for w in data["weights"]:

@@ -6,9 +6,12 @@ given mask pooled to the grid). Its embedding is the weighted mean of the unit-n
 features inside the box, at stride 16 (120 channels, texture and colour) and stride 32 (352
 channels, more semantic), each mean unit-normalized, concatenated and scaled by 1/√2 so the
 embedding is a unit vector and the cosine of two embeddings is the mean of the two levels'
-cosines. The pooling is ``torchvision.ops.roi_align`` over the weighted features and the weights
-(both linear in the features, so their ratio is the weighted mean inside the box, with
-sub-cell box edges).
+cosines. The pooling is RoIAlign's (``torchvision.ops.roi_align`` with ``aligned=True``, 4×4 bins,
+2×2 samples per bin, bins summed) written as what it is for summed bins: a separable weight map per
+box — the bilinear weights of an 8×8 grid of sample points — applied to the weighted features and
+to the weights; their ratio is the weighted mean inside the box, with sub-cell box edges. Computing
+the map directly needs no torchvision (whose CPU and CUDA builds must match torch's) and no
+(K, C, h, w) stack of per-box features; it equals torchvision's result (tested).
 
 Templates (:class:`TemplateBank`): per object, the start frame's embedding (never replaced) and up
 to ``capacity − 1`` expansion templates from confidently tracked frames, added when they differ
@@ -23,10 +26,41 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import roi_align
-
-#: roi_align output bins per side (the bins are summed: only the box and sub-cell edges matter).
+#: RoIAlign bins per side and samples per bin side (the bins are summed: only the sample grid matters).
 BINS = 4
+SAMPLES_PER_BIN = 2
+
+
+def _axis_weights(start: Tensor, end: Tensor, size: int, samples: int) -> Tensor:
+    """(K,) box starts/ends in cell units (already scaled and shifted by −0.5) → (K, size) summed
+    bilinear weights of ``samples`` evenly spaced points per box along one axis, with RoIAlign's
+    edge rules: a point beyond −1 or ``size`` contributes nothing; one in [−1, 0] reads cell 0; one
+    at or past ``size − 1`` reads the last cell."""
+    step = (end - start) / samples
+    pos = start[:, None] + (torch.arange(samples, device=start.device, dtype=start.dtype)[None] + 0.5) * step[:, None]
+    inside = (pos >= -1.0) & (pos <= size)
+    pos = pos.clamp_min(0.0)
+    low = pos.floor().clamp_max(size - 1)
+    last = low >= size - 1
+    frac = torch.where(last, torch.zeros_like(pos), pos - low)
+    high = torch.where(last, low, low + 1)
+    out = start.new_zeros((start.shape[0], size))
+    keep = inside.to(pos.dtype)
+    out.scatter_add_(1, low.long(), (1.0 - frac) * keep)
+    out.scatter_add_(1, high.long(), frac * keep)
+    return out
+
+
+def roi_weight_maps(boxes: Tensor, scale: float, hw: tuple[int, int]) -> Tensor:
+    """(K, 4) boxes (x0, y0, x1, y1) in input units → (K, h, w) RoIAlign weights on a grid ``scale``
+    times the input's, such that ``einsum("khw,chw->kc", maps, f)`` equals
+    ``roi_align(f[None].expand(K, …), rois, (BINS, BINS), scale, SAMPLES_PER_BIN, aligned=True)
+    .sum((2, 3))`` (each bin averages its SAMPLES_PER_BIN² points; the bins are summed)."""
+    n = BINS * SAMPLES_PER_BIN
+    b = boxes.float() * scale - 0.5
+    wy = _axis_weights(b[:, 1], b[:, 3], hw[0], n)  # (K, h)
+    wx = _axis_weights(b[:, 0], b[:, 2], hw[1], n)  # (K, w)
+    return wy[:, :, None] * wx[:, None, :] / SAMPLES_PER_BIN**2
 
 
 def region_embeddings(s16: Tensor, s32: Tensor, boxes: Tensor, weights: Tensor) -> Tensor:
@@ -42,17 +76,14 @@ def region_embeddings(s16: Tensor, s32: Tensor, boxes: Tensor, weights: Tensor) 
     k = boxes.shape[0]
     if k == 0:
         return s16.new_zeros((0, s16.shape[0] + s32.shape[0]), dtype=torch.float32)
-    boxes = boxes.float()
-    index = torch.arange(k, device=boxes.device, dtype=torch.float32)[:, None]
-    rois = torch.cat([index, boxes], dim=1)
     parts = []
     w16 = weights.float()
     for feats, scale in ((s16, 1.0), (s32, 0.5)):
         f = F.normalize(feats.float(), dim=0)
-        w = w16 if scale == 1.0 else _pool_to(w16, tuple(f.shape[-2:]))
-        stacked = torch.cat([f[None] * w[:, None], w[:, None]], dim=1)  # (K, C + 1, h, w)
-        pooled = roi_align(stacked, rois, (BINS, BINS), spatial_scale=scale, sampling_ratio=2, aligned=True).sum(dim=(2, 3))
-        mean = pooled[:, :-1] / pooled[:, -1:].clamp_min(1e-6)
+        hw = tuple(f.shape[-2:])
+        w = w16 if scale == 1.0 else _pool_to(w16, hw)
+        m = roi_weight_maps(boxes, scale, hw) * w  # (K, h, w): sample weights × region weights
+        mean = torch.einsum("khw,chw->kc", m, f) / m.sum(dim=(1, 2))[:, None].clamp_min(1e-6)
         parts.append(F.normalize(mean, dim=1))
     return torch.cat(parts, dim=1) / math.sqrt(2.0)
 
