@@ -174,3 +174,39 @@ def test_segment_a_davis_mp4_and_score_it(tmp_path):
     assert result.exit_code == 0, result.output
     # Measured 79.5 J&F for soccerball with the default engine and shipped refiner (docs/RESULTS.md).
     assert json.loads(scores.read_text())["global"]["J&F-Mean"] > 0.6
+
+
+@pytest.fixture
+def keep_torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_threads_option_sets_torch_threads_and_the_report_records_them(keep_torch_threads):
+    result = _run("benchmark", "--frames", "3", "--device", "cpu", "--threads", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["platform"]["cpu_threads"] == 1
+
+
+@pytest.mark.parametrize("command", ["segment", "batch", "benchmark", "ablation", "train", "train-primary"])
+def test_every_computing_command_takes_threads(command):
+    result = _run(command, "--help")
+    assert result.exit_code == 0 and "--threads" in result.output
+
+
+def test_a_busy_cpu_prompts_a_note_to_use_fewer_threads(monkeypatch, capsys, keep_torch_threads):
+    import torch
+
+    from vossegcli import cli
+    from vossegcli.engine import device as device_module
+
+    torch.set_num_threads(2)
+    monkeypatch.setattr(device_module, "busy_cores", lambda seconds=0.2: 1.0)
+    cli._use_threads(0, "cpu")
+    assert "--threads 1" in capsys.readouterr().err
+    monkeypatch.setattr(device_module, "busy_cores", lambda seconds=0.2: 0.1)
+    cli._use_threads(0, "cpu")
+    assert capsys.readouterr().err == ""

@@ -143,11 +143,37 @@ class EngineOptions:
         "learning, and re-find it by its look when it returns. --no-absence: plain FRTM-VOS, every object always "
         "drawn and no spatial prior (statuses are still reported).",
     )
+    threads = typer.Option(
+        0, "--threads", min=0,
+        help="CPU threads for the arithmetic. 0 = one per core (fastest on an otherwise idle machine). When other "
+        "programs keep cores busy, use fewer: measured 1.1 FPS with 2 threads against 12 with --threads 1 beside one "
+        "busy process on 2 cores.",
+    )
     deterministic = typer.Option(
         False, "--deterministic",
         help="On CUDA: deterministic algorithms only (no cuDNN autotuning; slower), so a rerun gives the same masks "
         "on the same GPU and software. CPU runs are always deterministic.",
     )
+
+
+def _use_threads(threads: int, device: str = "cpu") -> None:
+    """Apply --threads (0: PyTorch's default, one per core). Left at 0 for a CPU run while other programs
+    keep cores busy, say once that fewer threads are faster (they wait on each other otherwise)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+        return
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return
+    from vossegcli.engine.device import busy_cores
+
+    cores, busy = torch.get_num_threads(), busy_cores()
+    if busy is not None and cores > 1 and busy >= 0.75:
+        err_console.print(
+            f"  note: other programs keep about {busy:.1f} core(s) busy; with {cores} threads this run may be several "
+            f"times slower than with --threads {max(1, cores - round(busy))}", highlight=False,
+        )
 
 
 def _default_out(input_path: Path) -> Path:
@@ -458,10 +484,12 @@ def segment(
         help="With --auto: only write the proposed mask (OUT/proposal.png) and print the command that segments with it "
         "- check or edit it first.",
     ),
+    threads: int = EngineOptions.threads,
 ) -> None:
     """Segment the objects of the given mask(s) in every frame and write palette PNGs, plus diagnostics.jsonl
     (per frame and object: tracked / uncertain / lost / absent and the signals behind it). With --auto, no mask is
     needed: the primary object is found and segmented."""
+    _use_threads(threads, device)
     from vossegcli.run.inputs import internal_size, load_inputs
     from vossegcli.run.segment import segment as run_segment
 
@@ -561,6 +589,10 @@ def batch(
         "where there are GPUs.",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of a table."),
+    threads: int = typer.Option(
+        0, "--threads", min=0,
+        help="CPU threads per worker. 0 = cores // --workers. Fewer when other programs keep cores busy.",
+    ),
 ) -> None:
     """Segment many videos: every job checked first, the engine loaded once per worker, a failing video recorded
     while the others go on, finished videos skipped and interrupted ones resumed on a re-run."""
@@ -593,9 +625,11 @@ def batch(
                 if ray_address is not None:
                     from vossegcli.run.batch_ray import run_batch_ray
 
-                    result = run_batch_ray(good, bad, address=ray_address, workers=workers, device=device, on_result=ended)
+                    result = run_batch_ray(good, bad, address=ray_address, workers=workers, device=device, threads=threads,
+                                           on_result=ended)
                 else:
-                    result = run_batch(good, bad, workers=workers, device=device, on_result=ended, progress=tick)
+                    result = run_batch(good, bad, workers=workers, device=device, threads=threads, on_result=ended,
+                                       progress=tick)
     except VossegError as error:
         _fail(error)
         return
@@ -710,8 +744,10 @@ def benchmark(
     deterministic: bool = EngineOptions.deterministic,
     absence: bool = EngineOptions.absence,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    threads: int = EngineOptions.threads,
 ) -> None:
     """Measure engine speed: FPS, per-stage split, device and peak memory."""
+    _use_threads(threads, device)
     from vossegcli.run.benchmark import run_benchmark
 
     try:
@@ -793,9 +829,11 @@ def ablation(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     variants: Optional[str] = typer.Option(None, help="Comma-separated substrings selecting variants (default: all)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write all results as JSON."),
+    threads: int = EngineOptions.threads,
 ) -> None:
     """Target-model ablation (first frame only / + augmentation / + memory updates / + refiner, default and
     fast presets): J&F and FPS of each variant on one or more splits."""
+    _use_threads(threads, device)
     from vossegcli.eval.split import ablation_variants, run_split
 
     chosen = ablation_variants()
@@ -891,8 +929,10 @@ def train(
         "all, or fold:K (all 30 but real30's fold K, K = 0..4; validation on fold K).",
     ),
     cache: Optional[Path] = typer.Option(None, help="Feature cache folder to use (default OUT/cache); runs can share one."),
+    threads: int = EngineOptions.threads,
 ) -> None:
     """Train the refinement network on davis16-train `train` + synthetic clips (ECSSD, optionally DUTS-TR)."""
+    _use_threads(threads, device)
     from vossegcli.engine.segmenter import resolve_device
     from vossegcli.train.trainer import RefinerTrainer, TrainConfig
 
@@ -999,9 +1039,11 @@ def train_primary(
     init: Optional[Path] = typer.Option(None, help="Start from these primary-object weights (the gate re-opened)."),
     synthetic_batch: int = typer.Option(2, help="Synthetic common-object pairs per step (0: none)."),
     gate_lr_scale: float = typer.Option(0.01, help="The co-attention gate's learning rate, as a share of --lr's."),
+    threads: int = EngineOptions.threads,
 ) -> None:
     """Train the primary-object network behind --auto (COSNet's two alternating steps: saliency images, then
     frame pairs of the davis16-train `train` split). Prints losses and the val split's stride-16 IoU."""
+    _use_threads(threads, device)
     from vossegcli.train.primary import main as train_main
 
     try:

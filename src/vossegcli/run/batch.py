@@ -304,11 +304,12 @@ def run_batch(
     *,
     workers: int = 1,
     device: str = "auto",
+    threads: int = 0,
     on_result: Callable[[JobResult], None] | None = None,
     progress: Callable[[Job, int, int | None], None] | None = None,
 ) -> BatchReport:
     """Run checked ``jobs`` (``bad`` ones are recorded as failed, not run) on ``workers`` processes
-    (1: in this process). ``progress(job, done, total)`` is called as each video's frames complete
+    (1: in this process), each with ``threads`` torch threads (0: cores // workers). ``progress(job, done, total)`` is called as each video's frames complete
     (from worker processes through a queue); ``on_result`` as each job ends."""
     start = time.perf_counter()
     results = [JobResult(job.row, job.input, job.out, "failed", error=problem, exit_status=2) for job, problem in bad]
@@ -316,6 +317,8 @@ def run_batch(
         if on_result:
             on_result(r)
     if workers <= 1:
+        if threads:
+            _init_worker(threads)
         for job in jobs:
             tick = (lambda done, total, job=job: progress(job, done, total)) if progress else None
             result = run_job(job, device, tick)
@@ -323,7 +326,7 @@ def run_batch(
             if on_result:
                 on_result(result)
         return BatchReport(results, 1, time.perf_counter() - start)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
     context = get_context("spawn")
     manager = context.Manager() if progress else None
     queue = manager.Queue() if manager is not None else None

@@ -43,9 +43,11 @@ def run_batch_ray(
     address: str = "local",
     workers: int = 1,
     device: str = "auto",
+    threads: int = 0,
     on_result: Callable[[JobResult], None] | None = None,
 ) -> BatchReport:
-    """Run checked ``jobs`` on ``workers`` Ray actors. ``address``: "local" starts a Ray instance in
+    """Run checked ``jobs`` on ``workers`` Ray actors with ``threads`` torch threads each (0: the
+    cluster's CPUs // actors). ``address``: "local" starts a Ray instance in
     this process (stopped at the end); "auto" joins the running cluster; or a cluster address
     (``ray://head:10001``, ``head:6379``)."""
     try:
@@ -72,7 +74,7 @@ def run_batch_ray(
         gpus = int(resources.get("GPU", 0))
         use_gpu = gpus > 0 and device != "cpu"
         n = max(1, min(workers, gpus) if use_gpu else workers)
-        threads = max(1, int(resources.get("CPU", 1)) // n)
+        threads = threads or max(1, int(resources.get("CPU", 1)) // n)
         actor = ray.remote(num_cpus=threads, num_gpus=1 if use_gpu else 0)(_Worker)
         pool = ActorPool([actor.remote(threads, "cuda" if use_gpu else device) for _ in range(n)])
         for result in pool.map_unordered(lambda a, job: a.run.remote(job), list(jobs)):
