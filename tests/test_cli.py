@@ -210,3 +210,57 @@ def test_a_busy_cpu_prompts_a_note_to_use_fewer_threads(monkeypatch, capsys, kee
     monkeypatch.setattr(device_module, "busy_cores", lambda seconds=0.2: 0.1)
     cli._use_threads(0, "cpu")
     assert capsys.readouterr().err == ""
+
+
+def _other_video(path, frames=10):
+    from vossegcli.io.overlay import encode_mp4
+
+    rng = np.random.default_rng(0)
+    encode_mp4(path, ((rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), None) for _ in range(frames)), (320, 240), 24)
+    return path
+
+
+def test_overlay_refuses_masks_made_from_another_video_unless_forced(sample_run, tmp_path):
+    out, _, _ = sample_run
+    other = _other_video(tmp_path / "other.mp4")
+    video = tmp_path / "overlay.mp4"
+    result = _run("overlay", other, out, "--out", video)
+    assert result.exit_code == 2
+    assert "made from" in result.output and "sample.mp4" in result.output and "--force" in result.output
+    assert not video.exists()
+    result = _run("overlay", other, out, "--out", video, "--force")
+    assert result.exit_code == 0, result.output
+    assert video.is_file()
+
+
+def test_overlay_refuses_a_frame_count_that_differs_from_the_video(sample_run, tmp_path):
+    out, _, _ = sample_run
+    copied = tmp_path / "masks"  # the masks without their run record: only the count tells
+    copied.mkdir()
+    for png in out.glob("*.png"):
+        shutil.copy(png, copied / png.name)
+    other = _other_video(tmp_path / "other.mp4", frames=12)
+    result = _run("overlay", other, copied, "--out", tmp_path / "o.mp4")
+    assert result.exit_code == 2
+    assert "72 frame masks" in result.output and "12 frames" in result.output
+
+
+def test_evaluate_refuses_predictions_that_run_past_the_ground_truth_unless_forced(sample_run, tmp_path):
+    out, _, _ = sample_run
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for png in sorted(sample_paths().gt_dir.glob("*.png"))[:40]:
+        shutil.copy(png, gt / png.name)
+    result = _run("evaluate", out, gt)
+    assert result.exit_code == 2
+    assert "72 frame masks" in result.output and "--force" in result.output
+    forced = _run("evaluate", out, gt, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "Global" in forced.output
+
+
+def test_evaluate_shows_a_row_per_object_of_a_multi_object_sequence(sample_run):
+    out, _, _ = sample_run
+    result = _run("evaluate", out, sample_paths().gt_dir)
+    assert result.exit_code == 0, result.output
+    assert "object 1" in result.output and "object 2" in result.output

@@ -84,7 +84,8 @@ def _fail(error: VossegError) -> None:
     raise typer.Exit(EXIT_USER_ERROR)
 
 
-def _progress() -> Progress:
+def _progress(transient: bool = False) -> Progress:
+    """A progress bar on stderr; ``transient``: removed when done (for commands that print a result table)."""
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -92,7 +93,7 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
-        transient=False,
+        transient=transient,
     )
 
 
@@ -691,6 +692,10 @@ def overlay(
         help="Draw each object's status (tracked / uncertain / lost / absent) and template similarity from the "
         "mask folder's diagnostics.jsonl, and mark scene cuts.",
     ),
+    force: bool = typer.Option(
+        False, "--force",
+        help="Draw even when the masks look made from another input (another run record, size or frame count).",
+    ),
 ) -> None:
     """Blend coloured masks over the frames into a playable mp4: one frame per input frame, at the input's timing.
 
@@ -705,6 +710,13 @@ def overlay(
                 input_path = sample_paths().video
             masks_dir = masks_dir if masks_dir is not None else _default_out(input_path)
             out = out if out is not None else _default_out(input_path).with_suffix(".mp4")
+            if not force:
+                from vossegcli.io.video import open_frames
+                from vossegcli.run.match import check_masks_match_input
+
+                if masks_dir.is_dir():
+                    with open_frames(input_path) as reader:
+                        check_masks_match_input(input_path, masks_dir, reader.info)
             with _progress() as bar:
                 task = bar.add_task("overlay", total=None)
                 notes: list[str] = []
@@ -793,15 +805,19 @@ def evaluate(
     sequences: Optional[str] = typer.Option(
         None, help="Comma-separated sequence names to score (default: every sequence folder in GT)."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Score even when the predictions run past the ground truth's last frame (another video?).",
+    ),
 ) -> None:
     """J (region IoU), F (boundary) and J&F, following the DAVIS 2017 semi-supervised protocol."""
     from vossegcli.eval.davis import evaluate as run_evaluate, render_table
 
     try:
-        with _progress() as bar:
+        with _progress(transient=True) as bar:
             task = bar.add_task("evaluating", total=None)
             names = [n.strip() for n in sequences.split(",") if n.strip()] if sequences else None
-            result = run_evaluate(pred, gt, sequences=names, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            result = run_evaluate(pred, gt, sequences=names, force=force,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
     except VossegError as error:
         _fail(error)
         return

@@ -240,7 +240,12 @@ def render_table(result: EvalResult) -> Table:
     for seq in result.sequences:
         objs = result.objects_of(seq)
         j, f = _mean_of(objs, "j_mean"), _mean_of(objs, "f_mean")
-        table.add_row(seq, str(len(objs)), _pct((j + f) / 2), *(_pct(_mean_of(objs, s)) for s in _STATS))
+        table.add_row(seq, str(len(objs)), _pct((j + f) / 2), *(_pct(_mean_of(objs, s)) for s in _STATS),
+                      end_section=len(objs) == 1)
+        if len(objs) > 1:  # each object of a multi-object sequence on its own row
+            for i, obj in enumerate(objs):
+                table.add_row(f"  object {obj.object_id}", "", _pct(obj.jf_mean), *(_pct(getattr(obj, s)) for s in _STATS),
+                              style="dim", end_section=i == len(objs) - 1)
     return table
 
 
@@ -332,8 +337,10 @@ class _SequencePlan:
         return max(len(self.gt_files) - 2, 0)
 
 
-def _plan_sequence(pred_dir: Path, gt_dir: Path, name: str | None) -> _SequencePlan:
-    """List the ground-truth frames and check every evaluated frame has a prediction."""
+def _plan_sequence(pred_dir: Path, gt_dir: Path, name: str | None, force: bool = False) -> _SequencePlan:
+    """List the ground-truth frames and check every evaluated frame has a prediction, and (unless
+    ``force``) that the predictions do not go on past the ground truth's last frame — the sign of
+    masks made from another video."""
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     if not gt_dir.is_dir():
         raise InputError(f"{gt_dir}: ground-truth folder not found")
@@ -353,6 +360,16 @@ def _plan_sequence(pred_dir: Path, gt_dir: Path, name: str | None) -> _SequenceP
             f"({len(missing)} of the {len(evaluated)} evaluated frames have no prediction; "
             "names must match the ground-truth PNGs)"
         )
+    if not force:
+        gt_names = {f.name for f in gt_files}
+        pred_frames = [f for f in _png_files(pred_dir) if f.stem.isdigit()]
+        beyond = [f for f in pred_frames if f.name not in gt_names and f.name > gt_files[-1].name]
+        if beyond:
+            raise MaskError(
+                f"{pred_dir}: {len(pred_frames)} frame masks, {len(beyond)} of them after the last ground-truth frame "
+                f"{gt_files[-1].name} of {gt_dir} ({len(gt_files)} frames): masks of another video? Pass the matching "
+                "folders, or add --force to score the frames both have"
+            )
     return _SequencePlan(name or gt_dir.name, pred_dir, gt_dir, gt_files)
 
 
@@ -508,7 +525,7 @@ def evaluate_sequence(
     return _evaluate_planned(plan, objects, bound_th, on_frame, warn or _default_warn)
 
 
-def _find_sequences(pred: Path, gt: Path, sequences: Sequence[str] | None) -> list[_SequencePlan]:
+def _find_sequences(pred: Path, gt: Path, sequences: Sequence[str] | None, force: bool = False) -> list[_SequencePlan]:
     if not gt.is_dir():
         raise InputError(f"{gt}: ground-truth folder not found")
     if not pred.is_dir():
@@ -518,7 +535,7 @@ def _find_sequences(pred: Path, gt: Path, sequences: Sequence[str] | None) -> li
         pred_dir = pred if _png_files(pred) or not (pred / gt.name).is_dir() else pred / gt.name
         if sequences is not None and gt.name not in sequences:
             raise InputError(f"{gt}: holds one sequence, {gt.name}, which is not among the requested sequences")
-        return [_plan_sequence(pred_dir, gt, gt.name)]
+        return [_plan_sequence(pred_dir, gt, gt.name, force)]
     folders = sorted((p for p in gt.iterdir() if p.is_dir() and _png_files(p)), key=lambda p: p.name)
     if not folders:
         raise InputError(f"{gt}: no ground-truth PNGs and no sequence folders of PNGs")
@@ -533,7 +550,7 @@ def _find_sequences(pred: Path, gt: Path, sequences: Sequence[str] | None) -> li
         pred_dir = pred / folder.name
         if not pred_dir.is_dir():
             raise InputError(f"{pred_dir}: no prediction folder for ground-truth sequence {folder.name}")
-        plans.append(_plan_sequence(pred_dir, folder, folder.name))
+        plans.append(_plan_sequence(pred_dir, folder, folder.name, force))
     return plans
 
 
@@ -545,6 +562,7 @@ def evaluate(
     bound_th: float = 0.008,
     sequences: Sequence[str] | None = None,
     progress: ProgressCallback | None = None,
+    force: bool = False,
 ) -> EvalResult:
     """Evaluate predictions against ground truth: one sequence or a folder of sequences.
 
@@ -553,10 +571,11 @@ def evaluate(
     exist for each (``sequences`` restricts the set). Every problem with the inputs is found
     before the scoring starts where possible (missing folders and frames) and raised as a
     :class:`~vossegcli.errors.VossegError` subclass. ``progress(done, total)`` counts
-    evaluated frames over all sequences.
+    evaluated frames over all sequences. ``force``: score even when a prediction folder runs past
+    its ground truth's last frame (otherwise refused as masks of another video).
     """
     _check_mode(objects)
-    plans = _find_sequences(Path(pred), Path(gt), sequences)
+    plans = _find_sequences(Path(pred), Path(gt), sequences, force)
     total = sum(p.num_eval_frames for p in plans)
     notes: list[str] = []
     results: list[ObjectScore] = []
