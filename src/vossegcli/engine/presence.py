@@ -134,6 +134,10 @@ class FrameDiagnostics:
     refound: list[bool]
     scene_cut: bool = False
     frame_similarity: float | None = None  #: cosine of this frame's global descriptor to the previous one's
+    #: Per object, the written mask's separate parts of a real size (None when nothing is written).
+    parts: list[int | None] = field(default_factory=list)
+    #: Per object, why it is uncertain / lost / absent (None when tracked).
+    reason: list[str | None] = field(default_factory=list)
 
 
 @dataclass

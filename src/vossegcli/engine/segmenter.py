@@ -55,6 +55,7 @@ from vossegcli.engine.device import (
 )
 from vossegcli.engine.evidence import AppearanceEvidence, evidence_channels
 from vossegcli.engine.geometry import FEATURE_STRIDE, downsample_mask, label_grid_size, upsample_scores
+from vossegcli.engine.mask_shape import part_areas, real_parts, scattered
 from vossegcli.engine.memory import SampleMemory
 from vossegcli.engine.merge import LOGIT_LIMIT, label_map_from_logits, soft_aggregate, winner_labels
 from vossegcli.engine.objects import MAX_OBJECTS
@@ -422,34 +423,45 @@ class Segmenter:
         return logits - cfg.ownership_penalty * up
 
     def _diagnose(self, state: VideoState, assessment, labels: torch.Tensor, logits: torch.Tensor) -> None:
-        """Per-object area and mean probability of the written masks → ``state.diagnostics``; then
-        the presence state's boxes and velocities (from the written masks), references and templates."""
+        """Per-object area, mean probability and parts of the written masks → ``state.diagnostics``
+        (a written mask scattered over many separate parts is reported ``uncertain``, with the reason);
+        then the presence state's boxes and velocities (from the written masks), references and templates."""
         ids = state.objects.ids_tensor(self.device)
         onehot = labels[None] == ids[:, None, None]  # (N, H, W)
         area = onehot.flatten(1).sum(dim=1)
         prob = (torch.sigmoid(logits) * onehot).flatten(1).sum(dim=1) / area.clamp_min(1)
         y0, y1 = _quantile_span(onehot.sum(dim=2))  # robust to a few stray pixels far away
         x0, x1 = _quantile_span(onehot.sum(dim=1))
+        coverage = downsample_mask(onehot.float()[:, None], OWNER_STRIDE)[:, 0]  # (N, h8, w8)
         values = torch.stack([area.float(), prob.float(), x0, y0, x1, y1], dim=1).tolist()
+        parts = part_areas(coverage.cpu())  # (one small copy: the parts are counted on the host's grid)
         p = state.presence
         if state.num_objects > 1 and self.config.presence.ownership_penalty > 0:
-            p.owner = downsample_mask(onehot.float()[:, None], OWNER_STRIDE)[:, 0]
+            p.owner = coverage
         previous = p.written_area
-        areas, ratios, probs, boxes = [], [], [], []
+        areas, ratios, probs, boxes, counts = [], [], [], [], []
+        status = [STATUS_NAMES[s] for s in assessment.status]
+        reasons = [_reason(self.config.presence, assessment, i) for i in range(state.num_objects)]
         for i, (a, pr, bx0, by0, bx1, by1) in enumerate(values):
             boxes.append([v / FEATURE_STRIDE for v in (bx0, by0, bx1, by1)] if a > 0 else [])
             areas.append(int(a))
             prev = previous[i] if i < len(previous) else 0
             ratios.append(round(a / prev, 3) if prev > 0 and a > 0 else None)
             probs.append(round(pr, 4) if a > 0 else None)
+            counts.append(real_parts(parts[i]) if a > 0 else None)
+            if a > 0 and scattered(parts[i]):
+                status[i] = "uncertain"
+                reasons[i] = (f"scattered: {counts[i]} separate parts, the largest {parts[i][0] / sum(parts[i]):.0%} "
+                              "of the mask (look-alikes may be segmented with it)")
         p.written_area = areas
         state.diagnostics = (FrameDiagnostics(
             frame=state.frame_index, ids=list(state.objects.ids),
-            status=[STATUS_NAMES[s] for s in assessment.status], area=areas, area_ratio=ratios,
+            status=status, area=areas, area_ratio=ratios,
             peak=[round(v, 4) for v in assessment.peak], mean_probability=probs,
             similarity=[round(v, 4) for v in assessment.similarity], refound=list(assessment.refound),
             scene_cut=assessment.scene_cut,
             frame_similarity=None if assessment.frame_similarity is None else round(assessment.frame_similarity, 4),
+            parts=counts, reason=reasons,
         ))
         after_frame(p, self.config.presence, assessment, state.frame_index, boxes)
 
@@ -581,6 +593,24 @@ class Segmenter:
 
 #: Fraction of a mask's pixels left out on each side of its box (stray fragments do not widen it).
 BOX_QUANTILE = 0.02
+
+
+def _reason(cfg, assessment, slot: int) -> str | None:
+    """Why the presence decisions did not call ``slot`` tracked on this frame (None when they did)."""
+    status, sim = assessment.status[slot], assessment.similarity[slot]
+    if status == Status.TRACKED:
+        return None
+    if status == Status.ABSENT:
+        return f"nothing in the frame resembles it (best similarity {sim:.2f})"
+    if status == Status.LOST:
+        return f"only weak resemblances in the frame (best similarity {sim:.2f} < {cfg.found_similarity:g})"
+    if assessment.refound[slot]:
+        return f"re-found on this frame (similarity {sim:.2f})"
+    if assessment.scene_cut:
+        return "kept through a scene cut"
+    if sim < cfg.track_similarity:
+        return f"weak match to its look (similarity {sim:.2f} < {cfg.track_similarity:g})"
+    return "its area jumped or its score weakened against the previous frames"
 
 
 def _quantile_span(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

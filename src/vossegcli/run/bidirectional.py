@@ -211,6 +211,7 @@ def _one_stretch(segmenter: Segmenter, forward_state: VideoState, bank: Template
             "status": status, "area": int(d.area[0]), "area_ratio": d.area_ratio[0], "peak": d.peak[0],
             "mean_probability": d.mean_probability[0], "similarity": d.similarity[0],
             "refound": bool(fwd.get("refound")) if fwd is not None else False, "backward": True,
+            "parts": d.parts[0] if d.parts else None, "reason": None,
         }
 
 

@@ -34,6 +34,7 @@ def frame_record(d: FrameDiagnostics) -> dict:
         objects[str(object_id)] = {
             "status": d.status[k], "area": d.area[k], "area_ratio": d.area_ratio[k], "peak": d.peak[k],
             "mean_probability": d.mean_probability[k], "similarity": d.similarity[k], "refound": d.refound[k],
+            "parts": d.parts[k] if k < len(d.parts) else None, "reason": d.reason[k] if k < len(d.reason) else None,
         }
     return {"frame": fields["frame"], "scene_cut": d.scene_cut, "frame_similarity": d.frame_similarity, "objects": objects}
 
@@ -86,7 +87,7 @@ def summarize(path: Path) -> dict:
         if record.get("scene_cut"):
             cuts.append(frame)
         for key, o in record["objects"].items():
-            s = objects.setdefault(key, {"frames": 0, "counts": {}, "runs": [], "refound": [],
+            s = objects.setdefault(key, {"frames": 0, "counts": {}, "runs": [], "refound": [], "scattered": [],
                                          "min_similarity_written": None, "min_peak_written": None})
             s["frames"] += 1
             s["counts"][o["status"]] = s["counts"].get(o["status"], 0) + 1
@@ -97,6 +98,8 @@ def summarize(path: Path) -> dict:
                 runs.append([o["status"], frame, frame])
             if o.get("refound"):
                 s["refound"].append(frame)
+            if (o.get("reason") or "").startswith("scattered") and len(s["scattered"]) < 100:
+                s["scattered"].append(frame)
             if o["status"] not in GONE:
                 for name, field in (("min_similarity_written", "similarity"), ("min_peak_written", "peak")):
                     if s[name] is None or o[field] < s[name]:
@@ -135,6 +138,10 @@ def summary_lines(summary: dict) -> list[str]:
             parts.append(f"{len(gone) - 6} more stretches without a mask")
         if uncertain:
             parts.append(f"uncertain in {uncertain} frame{'s' if uncertain > 1 else ''}")
+        scattered = s.get("scattered", [])
+        if scattered:
+            parts.append(f"mask scattered over separate parts in {len(scattered)}{'+' if len(scattered) >= 100 else ''} "
+                         f"frame{'s' if len(scattered) > 1 else ''} from frame {scattered[0]} (check for look-alikes)")
         if parts:
             lines.append(f"object {key}: " + "; ".join(parts))
     return lines
