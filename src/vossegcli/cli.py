@@ -1059,7 +1059,7 @@ def train_primary(
 ) -> None:
     """Train the primary-object network behind --auto (COSNet's two alternating steps: saliency images, then
     frame pairs of the davis16-train `train` split). Prints losses and the val split's stride-16 IoU."""
-    _use_threads(threads, device)
+    _use_threads(threads, "auto")
     from vossegcli.train.primary import main as train_main
 
     try:

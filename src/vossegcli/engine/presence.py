@@ -7,8 +7,8 @@ Everything here works on the stride-16 grid before the refiner runs, from three 
   object's own running reference (an average over its confidently tracked frames);
 * ``similarity``: the maximum cosine between the embedding of the region the target model marks
   and the object's templates (:mod:`vossegcli.engine.reid`);
-* a scene cut: the cosine between consecutive frames' global descriptors (the mean of the
-  unit-normalized stride-32 features) falls below ``cut_similarity``.
+* a scene cut: consecutive frames' global descriptors (the mean of the unit-normalized stride-32
+  features) and colour histograms both change (:mod:`vossegcli.engine.scene_cut`).
 
 Statuses (:class:`Status`):
 
@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vossegcli.engine.reid import TemplateBank, mask_boxes, region_embeddings
+from vossegcli.engine.scene_cut import CutRule, colour_distance, is_cut
 
 
 class Status(IntEnum):
@@ -80,7 +81,9 @@ class PresenceConfig:
     #: from ``absent_similarity`` on (its look may have changed, the scene says it is back).
     scene_return_frames: int = 3
     peak_fraction: float = 0.3  #: a peak below this fraction of the object's reference: gone
-    cut_similarity: float = 0.78  #: consecutive global descriptors below this cosine: a scene cut
+    cut_similarity: float = 0.78  #: consecutive global descriptors below this cosine (and colours changed): a scene cut
+    cut_colour: float = 0.2  #: colour-histogram distance (0..1) from which a changed descriptor is a cut
+    cut_sure: float = 0.5  #: descriptors below this cosine are a cut whatever the colours
     candidate_score: float = 0.25  #: a local maximum of the raw scores is a candidate from this score
     max_candidates: int = 5
     area_jump: float = 3.0  #: area ×/÷ more than this against the previous frame: uncertain
@@ -157,11 +160,12 @@ class PresenceState:
     back: list[int] = field(default_factory=list)  #: frames left in which a returned scene eases re-finding
     bank: TemplateBank | None = None
     descriptor: Tensor | None = None  #: (D,) previous frame
+    colour: Tensor | None = None  #: (B,) previous frame's colour histogram
     #: (N, h8, w8) each object's written mask of the previous frame, area-averaged to stride 8
     owner: Tensor | None = None
 
     def add_objects(self, embeddings: Tensor, boxes: Tensor, peaks: list[float], areas: list[float], frame: int,
-                    capacity: int, descriptor: Tensor) -> None:
+                    capacity: int, descriptor: Tensor, colour: Tensor | None = None) -> None:
         if self.bank is None:
             self.bank = TemplateBank(capacity, embeddings.shape[1], embeddings.device)
         self.bank.add_objects(embeddings, frame)
@@ -174,7 +178,7 @@ class PresenceState:
         self.low_run += [0] * n
         self.back += [0] * n
         if self.descriptor is None:  # so a cut right after the first start frame is seen
-            self.descriptor = descriptor
+            self.descriptor, self.colour = descriptor, colour
         scenes = descriptor[None].expand(n, -1)
         self.scene = scenes.clone() if self.scene is None else torch.cat([self.scene, scenes])
 
@@ -186,6 +190,7 @@ class PresenceState:
             "scene": self.scene.detach().cpu().clone() if self.scene is not None else None,
             "bank": self.bank.state_dict() if self.bank is not None else None,
             "descriptor": self.descriptor.detach().cpu().clone() if self.descriptor is not None else None,
+            "colour": self.colour.detach().cpu().clone() if self.colour is not None else None,
             "owner": self.owner.detach().cpu().clone() if self.owner is not None else None,
         }
 
@@ -199,6 +204,7 @@ class PresenceState:
             scene=blob["scene"].to(device) if blob["scene"] is not None else None,
             bank=TemplateBank.from_state_dict(blob["bank"], device) if blob["bank"] is not None else None,
             descriptor=blob["descriptor"].to(device) if blob["descriptor"] is not None else None,
+            colour=blob["colour"].to(device) if blob.get("colour") is not None else None,
             owner=blob["owner"].to(device) if blob.get("owner") is not None else None,
         )
 
@@ -284,14 +290,22 @@ def assess(
     s16: Tensor,
     s32: Tensor,
     sharpness: float,
+    colour: Tensor | None = None,
 ) -> Assessment:
-    """This frame's statuses from the raw scores (N, 1, h, w) and the backbone features (C, h, w),
-    (C', h', w'); updates ``state.status``, ``state.boxes`` (for re-found objects) and the descriptor."""
+    """This frame's statuses from the raw scores (N, 1, h, w), the backbone features (C, h, w),
+    (C', h', w') and the frame's colour histogram (B,) (None: the descriptor decides cuts alone);
+    updates ``state.status``, ``state.boxes`` (for re-found objects), the descriptor and the colours."""
     n, _, h, w = scores.shape
     desc = frame_descriptor(s32)
-    frame_sim = float(desc @ state.descriptor) if state.descriptor is not None else None
-    cut = frame_sim is not None and frame_sim < cfg.cut_similarity
-    state.descriptor = desc
+    frame_sim = colour_change = None
+    if state.descriptor is not None:
+        if colour is not None and state.colour is not None:  # one read-back for both signals
+            frame_sim, colour_change = torch.stack([desc @ state.descriptor, colour_distance(colour, state.colour)]).tolist()
+        else:
+            frame_sim, colour_change = float(desc @ state.descriptor), 1.0
+    rule = CutRule(cfg.cut_similarity, cfg.cut_colour, cfg.cut_sure)
+    cut = frame_sim is not None and is_cut(frame_sim, colour_change, rule)
+    state.descriptor, state.colour = desc, colour
     if cut:  # objects whose scene this is again get a few frames of easier re-finding
         returned = (state.scene @ desc >= cfg.cut_similarity).tolist()
         state.back = [cfg.scene_return_frames if r else 0 for r in returned]

@@ -56,6 +56,7 @@ from vossegcli.engine.device import (
 from vossegcli.engine.evidence import AppearanceEvidence, evidence_channels
 from vossegcli.engine.geometry import FEATURE_STRIDE, downsample_mask, label_grid_size, upsample_scores
 from vossegcli.engine.mask_shape import part_areas, real_parts, scattered
+from vossegcli.engine.scene_cut import colour_histogram
 from vossegcli.engine.memory import SampleMemory
 from vossegcli.engine.merge import LOGIT_LIMIT, label_map_from_logits, soft_aggregate, winner_labels
 from vossegcli.engine.objects import MAX_OBJECTS
@@ -328,14 +329,15 @@ class Segmenter:
         x = self._scaled(feats.s16)[0]  # (h16, w16, C)
         t = self._timed(state, "backbone", t)
         given = torch.from_numpy(new_masks).to(self.device).long() if new_masks is not None else None
+        colour = colour_histogram(rgb) if state.presence is not None else None
         if state.num_objects:
-            labels = self._predict_and_update(state, feats, x, (h, w), given)
+            labels = self._predict_and_update(state, feats, x, (h, w), given, colour)
         else:
             labels = torch.zeros((h, w), dtype=torch.long, device=self.device)
         if given is not None:
             labels = torch.where(given > 0, given, labels)
             t = time.perf_counter()
-            self._start_objects(state, rgb, x, given, feats)
+            self._start_objects(state, rgb, x, given, feats, colour)
             self._timed(state, "target_init", t)
         return labels
 
@@ -362,9 +364,10 @@ class Segmenter:
 
     def _predict_and_update(
         self, state: VideoState, feats: BackboneFeatures, x: torch.Tensor, frame_hw: tuple[int, int],
-        given: torch.Tensor | None,
+        given: torch.Tensor | None, colour: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Score, refine and merge all tracked objects (→ (H, W) int64 ids), then update their memories.
+        ``colour``: the frame's colour histogram (scene cuts).
 
         On a frame where new objects are given, their mask is carved out of the tracked objects.
         """
@@ -374,7 +377,8 @@ class Segmenter:
         scores = score_projected_batched(projected, state.w2)[:, None]  # (N, 1, h, w)
         assessment = None
         if state.presence is not None:
-            assessment = assess(state.presence, cfg.presence, scores, feats.s16[0], feats.s32[0], cfg.score_sharpness)
+            assessment = assess(state.presence, cfg.presence, scores, feats.s16[0], feats.s32[0], cfg.score_sharpness,
+                                colour)
             if assessment.window is not None:
                 scores = scores * assessment.window
             t = self._timed(state, "presence", t)
@@ -509,13 +513,13 @@ class Segmenter:
                 state.attention[fresh] = self._attention(feats, soft[fresh])
 
     def _start_presence(self, state: VideoState, x: torch.Tensor, feats: BackboneFeatures, masks: torch.Tensor,
-                        w1: torch.Tensor, w2: torch.Tensor, new_ids: list[int]) -> None:
+                        w1: torch.Tensor, w2: torch.Tensor, new_ids: list[int], colour: torch.Tensor | None) -> None:
         """Templates, boxes and peak references of objects starting on this frame, and their first
         diagnostics (the given mask)."""
         embeddings, boxes, peaks = _start_frame_signals(x, feats, masks, w1, w2)
         areas = masks.flatten(1).sum(dim=1).tolist()
         state.presence.add_objects(embeddings, boxes, peaks, areas, state.frame_index, self.config.presence.template_capacity,
-                                   frame_descriptor(feats.s32[0]))
+                                   frame_descriptor(feats.s32[0]), colour)
         d = state.diagnostics
         if d is None or d.frame != state.frame_index:
             d = state.diagnostics = FrameDiagnostics(state.frame_index, [], [], [], [], [], [], [], [])
@@ -529,6 +533,8 @@ class Segmenter:
         d.mean_probability += [1.0] * n
         d.similarity += [1.0] * n
         d.refound += [False] * n
+        d.parts += [None] * n
+        d.reason += [None] * n
 
     def _raw_s16(self, feats: BackboneFeatures) -> torch.Tensor:
         """(C, h, w) float32 stride-16 features of a one-frame BackboneFeatures (for the appearance models)."""
@@ -556,9 +562,10 @@ class Segmenter:
             state.w2[list(slots)] = w2
 
     def _start_objects(self, state: VideoState, rgb: torch.Tensor, x: torch.Tensor, given: torch.Tensor,
-                       feats: BackboneFeatures) -> None:
+                       feats: BackboneFeatures, colour: torch.Tensor | None = None) -> None:
         """Train the target models (and fill the memories, fit the appearance models, take the
-        attention vectors) of every object id in ``given`` ((H, W) ids)."""
+        attention vectors) of every object id in ``given`` ((H, W) ids); ``colour``: the frame's
+        colour histogram (the first reference for scene cuts)."""
         cfg = self.config
         new_ids = [i for i in torch.unique(given).tolist() if i != 0]
         slots = state.objects.add(new_ids, state.frame_index)
@@ -576,7 +583,7 @@ class Segmenter:
         )
         state.w1 = w1 if state.w1 is None else torch.cat([state.w1, w1])
         state.w2 = w2 if state.w2 is None else torch.cat([state.w2, w2])
-        self._start_presence(state, x, feats, masks, w1, w2, new_ids)
+        self._start_presence(state, x, feats, masks, w1, w2, new_ids, colour)
         if not cfg.updates:
             return
         if state.memory is None:
