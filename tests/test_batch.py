@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -54,6 +55,7 @@ def test_batch_runs_good_jobs_records_the_bad_one_and_skips_finished_work_on_a_r
     assert [r["status"] for r in blob["jobs"]] == ["skipped", "skipped", "failed"] and blob["done"] == 0
 
 
+@pytest.mark.slow
 def test_two_workers_write_the_masks_one_worker_writes(tmp_path):
     """Two processes with one torch thread each: the same masks up to floating-point summation order
     (a different thread count reorders reductions), so compared by IoU."""
@@ -120,6 +122,7 @@ def test_ray_missing_says_what_to_install(tmp_path, monkeypatch):
     assert result.exit_code == 2 and 'pip install "vosseg[ray]"' in result.output
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_two_worker_batch_and_a_rerun_resumes_the_interrupted_videos(tmp_path):
     import signal
     import subprocess

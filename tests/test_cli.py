@@ -160,6 +160,7 @@ def test_benchmark_reports_fps_and_stage_split():
 DAVIS = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "davis16-train"
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 @pytest.mark.skipif(not (DAVIS / "videos").is_dir(), reason="needs ../shared/data/davis16-train")
 def test_segment_a_davis_mp4_and_score_it(tmp_path):
@@ -264,3 +265,14 @@ def test_evaluate_shows_a_row_per_object_of_a_multi_object_sequence(sample_run):
     result = _run("evaluate", out, sample_paths().gt_dir)
     assert result.exit_code == 0, result.output
     assert "object 1" in result.output and "object 2" in result.output
+
+
+def test_help_shows_the_ray_extra_and_the_choices_of_each_option():
+    batch = _run("batch", "--help").output
+    assert 'vosseg[ray]' in batch
+    seg = _run("segment", "--help").output
+    for choices in ("default|fast", "inpaint|gray", "auto|cpu|cuda", "seed|cosnet"):
+        assert choices in seg, choices
+    bench = _run("benchmark", "--help").output
+    assert "--fps" not in bench  # hidden (always on), so the examples do not use it
+    assert "Examples" in _run("info", "--help").output

@@ -35,6 +35,7 @@ def test_deterministic_turns_on_deterministic_algorithms():
         torch.use_deterministic_algorithms(before)
 
 
+@pytest.mark.slow
 def test_precision_option_reaches_the_engine_and_the_report(tmp_path):
     from typer.testing import CliRunner
 

@@ -145,6 +145,7 @@ def _vosseg(*args, cwd):
     return subprocess.run([sys.executable, "-m", "vossegcli.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_an_object_that_leaves_and_reenters_is_blank_while_out_and_refound_with_bidirectional_filling_in(tmp_path, exit_clip):
     frames, labels = exit_clip
     _write_clip(tmp_path, frames, labels)

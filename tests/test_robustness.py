@@ -645,6 +645,7 @@ def _wait_for_pngs(folder: Path, n: int, proc: subprocess.Popen, timeout: float 
     raise AssertionError("no PNGs appeared")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_real_run_interrupted_by_sigint_then_killed_then_resumed(tmp_path):
     """Real engine, real process: Ctrl-C part-way (exit 130, resume hint), resume, SIGKILL part-way
@@ -689,6 +690,7 @@ def _segment_proc(args: list, env: dict) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_resume_after_sigint_or_sigkill_is_byte_identical_to_an_uninterrupted_run(tmp_path):
     """Real engine (fast preset, shipped refiner), real processes. Stopped by SIGINT at a random

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -9,6 +10,7 @@ from vossegcli.cli import app
 from vossegcli.engine.refiner import load_refiner
 
 
+@pytest.mark.slow
 def test_train_runs_checkpoints_and_resumes(tmp_path):
     runner = CliRunner()
     out = tmp_path / "run"
@@ -37,6 +39,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     assert result.exit_code == 2 and "no checkpoint" in result.output
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     """Stopping at step 2 (without a learning-rate drop yet) and resuming to step 4 gives exactly the
     weights of one 4-step run: the README's training command is reproducible even when resumed."""
@@ -95,6 +98,7 @@ def test_crop_windows_follow_the_requested_centres():
     assert (y, x) == (0, 0)
 
 
+@pytest.mark.slow
 def test_train_with_a_region_loss_records_it_and_refuses_an_unknown_one(tmp_path):
     runner = CliRunner()
     out = tmp_path / "run"
@@ -108,6 +112,7 @@ def test_train_with_a_region_loss_records_it_and_refuses_an_unknown_one(tmp_path
     assert result.exit_code == 2 and "--loss focal" in result.output
 
 
+@pytest.mark.slow
 def test_train_with_evidence_attention_and_convex_upsampler_from_the_shipped_refiner(tmp_path):
     """Three-frame training path of the extended refiner: it starts from the shipped weights and
     saves a refiner whose config names its inputs; a wrong --evidence is refused in one line."""

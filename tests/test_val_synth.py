@@ -28,6 +28,7 @@ def test_held_out_images_are_every_tenth_and_never_in_the_training_part():
     assert not set(train) & set(held) and all(int(i) % 10 == 0 for i in held)
 
 
+@pytest.mark.slow
 def test_clips_are_deterministic_and_start_with_every_object_visible(pool):
     for scenario in synth.SCENARIOS:
         frames, labels = synth.render_clip(pool, scenario, 3, frames=6)
@@ -83,6 +84,7 @@ def test_thin_objects_lose_much_of_their_area_to_erosion(pool):
     assert len(thin) >= 10 and set(thin) <= set(pool.ids)
 
 
+@pytest.mark.slow
 def test_build_writes_frame_folders_and_masks_once(tmp_path, monkeypatch):
     monkeypatch.setattr(synth, "CLIPS_PER_SCENARIO", 1)
     monkeypatch.setattr(synth, "FRAMES", 3)

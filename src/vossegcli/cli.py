@@ -115,14 +115,14 @@ class EngineOptions:
     """Engine options shared by segment and benchmark (Typer declarations)."""
 
     preset = typer.Option(
-        "default", help="default (best masks) or fast (about twice as fast per object, slightly rougher masks)."
+        "default", metavar="default|fast", help="default (best masks) or fast (about twice as fast per object, slightly rougher masks)."
     )
     augment = typer.Option(
         None, help="How many altered copies of the first frame (object moved, scaled, turned) the tracker also learns "
         "from before it starts; more copies, steadier tracking, slower start. 0 = none. Default 4.",
     )
     fill = typer.Option(
-        None, help="In those copies, what covers the place the object was moved from: inpaint (surrounding colours) "
+        None, metavar="inpaint|gray", help="In those copies, what covers the place the object was moved from: inpaint (surrounding colours) "
         "or gray.",
     )
     update = typer.Option(
@@ -131,7 +131,7 @@ class EngineOptions:
     )
     seed = typer.Option(0, help="Random seed: the same seed gives the same masks.")
     refiner = typer.Option(
-        "default", help="Edge refinement: default (the bundled network), a .pt file of your own, or none (faster, "
+        "default", metavar="default|none|FILE", help="Edge refinement: default (the bundled network), a .pt file of your own, or none (faster, "
         "blockier edges).",
     )
     precision = typer.Option(
@@ -426,7 +426,7 @@ def segment(
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Output folder for one palette PNG per frame. Default: out/<input name>."
     ),
-    device: str = typer.Option("auto", help="auto (CUDA if available), cpu or cuda."),
+    device: str = typer.Option("auto", metavar="auto|cpu|cuda", help="auto (CUDA if available), cpu or cuda."),
     report: Optional[Path] = typer.Option(None, help="Write a JSON report (objects, timings, FPS, memory, weights)."),
     force: bool = typer.Option(False, help="Write into a non-empty output folder, overwriting files."),
     resume: bool = typer.Option(
@@ -468,7 +468,7 @@ def segment(
         "as object 1.",
     ),
     auto_mode: str = typer.Option(
-        "seed", "--auto-mode",
+        "seed", "--auto-mode", metavar="seed|cosnet",
         help="With --auto: seed (the most confident of the first frames starts the tracker; steadier) or cosnet (every "
         "frame segmented on its own against reference frames).",
     ),
@@ -581,11 +581,11 @@ def batch(
     jobs: Path = typer.Argument(..., metavar="JOBS", help="A .csv or .jsonl of jobs, or a folder of videos with same-named mask PNGs."),
     out_root: Path = typer.Option(Path("out"), "--out-root", help="Where jobs without an out column write: OUT_ROOT/<input name>."),
     workers: int = typer.Option(1, "--workers", min=1, help="Videos segmented at once, each in its own process (torch threads split among them)."),
-    device: str = typer.Option("auto", help="auto (CUDA if available), cpu or cuda."),
+    device: str = typer.Option("auto", metavar="auto|cpu|cuda", help="auto (CUDA if available), cpu or cuda."),
     report: Optional[Path] = typer.Option(None, help="Write a JSON report: per video frames, FPS, wall time, status, error, diagnostics."),
     ray_address: Optional[str] = typer.Option(
         None, "--ray", metavar="ADDRESS",
-        help="Run on Ray (optional extra: pip install \"vosseg[ray]\"): --ray local starts a Ray instance here, "
+        help="Run on Ray (optional extra: pip install \"vosseg\\[ray]\"): --ray local starts a Ray instance here, "
         "--ray auto joins the running cluster, or give its address (ray://head:10001). --workers actors, one GPU each "
         "where there are GPUs.",
     ),
@@ -738,13 +738,15 @@ def overlay(
 
 @app.command(
     cls=_Command,
-    epilog="Examples:\n\n  vosseg benchmark --fps\n\n  vosseg benchmark --fps clip.mp4 --mask first.png --device cuda --json"
+    epilog="Examples:\n\n  vosseg benchmark                     # the bundled sample\n\n"
+    "  vosseg benchmark clip.mp4 --mask first.png --device cuda --json\n\n"
+    "  vosseg benchmark clip.mp4 --mask first.png --threads 1 --precision fp32   # as a CPU without bf16 runs"
 )
 def benchmark(
     input_path: Optional[Path] = typer.Argument(None, metavar="[INPUT]", help="Clip to time. Default: the bundled sample."),
     mask: Optional[List[str]] = typer.Option(None, "--mask", "-m", help="Mask(s), as for segment."),
     fps: bool = typer.Option(True, "--fps", hidden=True, help="Measure frames per second (always on; kept for scripts)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", metavar="auto|cpu|cuda", help="auto (CUDA if available), cpu or cuda."),
     frames: Optional[int] = typer.Option(None, help="Use only the first N frames."),
     preset: str = EngineOptions.preset,
     augment: Optional[int] = EngineOptions.augment,
@@ -842,7 +844,7 @@ def ablation(
         "a mean column is added: settings are chosen on it.",
     ),
     out: Path = typer.Option(Path("runs/ablation"), help="Where the masks of each variant are written."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", metavar="auto|cpu|cuda", help="auto (CUDA if available), cpu or cuda."),
     variants: Optional[str] = typer.Option(None, help="Comma-separated substrings selecting variants (default: all)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write all results as JSON."),
     threads: int = EngineOptions.threads,
@@ -904,7 +906,7 @@ def ablation(
 def train(
     data: str = typer.Option(..., help="Folder holding davis16-train/ and ecssd/ (e.g. ../shared/data), or 'sample'."),
     out: Path = typer.Option(..., help="Run folder: caches, checkpoints, refiner.pt, validation.jsonl."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", metavar="auto|cpu|cuda", help="auto (CUDA if available), cpu or cuda."),
     steps: int = typer.Option(1000, help="Optimizer steps."),
     batch_size: int = typer.Option(8, help="Samples per step (each contributes 2 frames)."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
@@ -1091,7 +1093,11 @@ def _primary_info() -> dict:
     }
 
 
-@app.command(cls=_Command)
+@app.command(
+    cls=_Command,
+    epilog="Examples:\n\n  vosseg info                 # device, GPU (and why not), install check, weights\n\n"
+    "  vosseg info --json          # the same as JSON, for bug reports",
+)
 def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Version, compute device, whether a GPU is usable (and why not), torch/CUDA versions, and the weights
     in use with sha256 and licences."""

@@ -1,4 +1,4 @@
-"""Appearance models beside the target model (issue 11, item 4): evidence maps for the refiner.
+"""Appearance models beside the target model: evidence maps for the refiner.
 
 All three work on the backbone's stride-16 features of one frame, ``features`` (C, h, w), and are
 batched over the N objects of a video. Each returns maps at stride 16 that the refiner takes as

@@ -23,7 +23,7 @@ Statuses (:class:`Status`):
 A written object becomes lost at once on a scene cut unless its region reaches
 ``found_similarity``, and otherwise only after ``absent_after`` consecutive frames with similarity
 below ``absent_similarity`` (or a collapsed peak): blur and pose changes lower the similarity of
-well-tracked objects too, so the rule without a cut is strict (docs/RESULTS.md, issue 12).
+well-tracked objects too, so the rule without a cut is strict (docs/RESULTS.md, "Lost, absent and look-alike objects").
 
 While an object is lost or absent, every frame searches for it: its target model's own response
 (no window while it is gone) and the local maxima of its raw scores are candidates, each maximum a
@@ -65,7 +65,7 @@ STATUS_NAMES = tuple(s.name.lower() for s in Status)
 
 @dataclass(frozen=True)
 class PresenceConfig:
-    """Thresholds of the presence decisions (chosen on data: docs/RESULTS.md, issue 12)."""
+    """Thresholds of the presence decisions (chosen on data: docs/RESULTS.md, "How the thresholds were chosen")."""
 
     #: False: statuses are computed and reported but decide nothing (every object is always written,
     #: nothing is searched, no ownership penalty; the spatial prior has its own switch).

@@ -1,5 +1,5 @@
 """`val-lost`: clips where objects leave, vanish behind something, cut away or have a twin — the
-yardstick of issue 12 (presence decisions, re-identification, ``--bidirectional``).
+yardstick of the presence decisions, re-identification and ``--bidirectional``.
 
 Scenarios (each clip a frame folder + palette-PNG ground truth, rendered once into a cache):
 
