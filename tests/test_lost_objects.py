@@ -193,3 +193,13 @@ def test_a_lookalike_given_later_keeps_its_identity():
     for r in results[5:]:
         assert _iou(r.labels == 2, labels[r.index] == 2) > 0.6, f"frame {r.index}: object 2 lost its region"
         assert _iou(r.labels == 1, labels[r.index] == 1) > 0.6, f"frame {r.index}: object 1 left its region"
+
+
+def test_an_object_coming_back_into_view_is_refound_within_3_frames_without_the_backward_pass(exit_clip):
+    frames, labels = exit_clip
+    full = (labels[0] == 1).sum()
+    back = next(t for t in range(6, len(frames)) if (labels[t] == 1).sum() >= 0.5 * full)  # half in view again
+    results = list(Segmenter(SegmenterConfig(), device="cpu").run(iter(frames), {0: labels[0]}))
+    refound = next(t for t in range(back, len(frames)) if _iou(results[t].labels == 1, labels[t] == 1) > 0.5)
+    assert refound - back <= 3
+    assert all(_iou(results[t].labels == 1, labels[t] == 1) > 0.5 for t in range(refound, len(frames)))
