@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -250,3 +251,75 @@ def test_auto_dry_run_json_is_the_only_thing_on_stdout(clip, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["proposal"].endswith("proposal.png") and 0 <= data["seed_frame"] < 10
+
+
+def _two_object_clip(folder):
+    """The sample's panning background with two red spotted ellipses moving apart (look-alikes that
+    the primary-object network marks both): 20 frames as PNGs and each ellipse's ground truth
+    (left one first)."""
+    scene = sample._Scene(3)
+    ss = sample.SUPERSAMPLE
+    h, w = sample.HEIGHT * ss, sample.WIDTH * ss
+    yy, xx = np.mgrid[0:sample.HEIGHT, 0:sample.WIDTH].astype(np.float64) + 0.5
+    frames_dir = folder / "frames"
+    frames_dir.mkdir()
+    truth: list[tuple[np.ndarray, np.ndarray]] = []
+    for k, t in enumerate(range(0, 3 * FRAMES, 3)):
+        u = t / (sample.NUM_FRAMES - 1)
+        ox = int(round(scene.pan[0] * u * ss))
+        oy = int(round(scene.pan[1] * (0.5 - 0.5 * math.cos(math.pi * u)) * ss))
+        img = scene.background[oy:oy + h, ox:ox + w].astype(np.float64)
+        one, _ = scene.poses(t)
+        masks = []
+        for pose in (replace(one, cx=110 - 2 * k, cy=90 - k), replace(one, cx=210 + 2 * k, cy=150 + k)):
+            sample._paint_ellipse(img, pose, scene)
+            masks.append(sample._ellipse_inside(*sample._local(xx, yy, pose), scene))
+        img = img.reshape(sample.HEIGHT, ss, sample.WIDTH, ss, 3).mean(axis=(1, 3))
+        Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).save(frames_dir / f"{k:05d}.png")
+        truth.append((masks[0], masks[1]))
+    return frames_dir, truth
+
+
+def test_auto_objects_all_finds_two_separate_objects_and_keeps_their_ids(tmp_path):
+    frames, truth = _two_object_clip(tmp_path)
+    out = tmp_path / "auto"
+    result = runner.invoke(app, ["segment", str(frames), "--auto", "--objects", "all", "--out", str(out),
+                                 "--report", str(tmp_path / "run.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run.json").read_text())
+    assert len(report["auto"]["objects"]) == 2
+    seed = report["auto"]["seed_frame"]
+    first = read_label_png(out / f"{seed:05d}.png")
+    # ids follow the objects: whichever id took the left ellipse keeps it on every frame
+    left_id = int(np.bincount(first[truth[seed][0]], minlength=3)[1:].argmax()) + 1
+    right_id = 3 - left_id
+    ious = {left_id: [], right_id: []}
+    for k, (left, right) in enumerate(truth):
+        labels = read_label_png(out / f"{k:05d}.png")
+        # never swapped: each id overlaps its own ellipse more than the other one, on every frame
+        assert region_similarity(labels == left_id, left) > region_similarity(labels == left_id, right), k
+        assert region_similarity(labels == right_id, right) > region_similarity(labels == right_id, left), k
+        ious[left_id].append(region_similarity(labels == left_id, left))
+        ious[right_id].append(region_similarity(labels == right_id, right))
+    assert min(np.mean(v) for v in ious.values()) > 0.7
+
+
+def test_objects_goes_with_auto_and_takes_a_number_or_all(tmp_path):
+    result = runner.invoke(app, ["segment", "--objects", "2", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "--objects goes with --auto" in result.output
+    result = runner.invoke(app, ["segment", "--auto", "--objects", "many", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "--objects many" in result.output
+    with pytest.raises(Exception, match="--auto-mode seed"):
+        AutoConfig(mode="cosnet", objects=2)
+
+
+def test_split_objects_numbers_separate_parts_largest_first_and_drops_specks():
+    from vossegcli.engine.mask_shape import split_objects
+
+    mask = np.zeros((40, 60), bool)
+    mask[2:10, 2:10] = True  # 64 px
+    mask[20:36, 30:50] = True  # 320 px
+    mask[38, 58] = True  # a speck
+    ids = split_objects(mask, 0, min_area=10)
+    assert (ids[25, 40], ids[5, 5], ids[38, 58]) == (1, 2, 0)
+    assert set(np.unique(split_objects(mask, 1, min_area=10)).tolist()) == {0, 1}

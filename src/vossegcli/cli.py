@@ -310,7 +310,7 @@ def _segment_auto(
     input_path: Optional[Path], mask: Optional[List[str]], out: Optional[Path], device: str, report: Optional[Path],
     force: bool, resume: bool, max_size: int, preset: str, augment: Optional[int], fill: Optional[str], update: bool,
     seed: int, refiner: str, precision: str, deterministic: bool, state_every: int, absence: bool, bidirectional: bool,
-    json_out: bool, auto: bool, auto_mode: str, references: int, seed_window: int, dry_run: bool,
+    json_out: bool, auto: bool, auto_mode: str, references: int, seed_window: int, dry_run: bool, objects: str = "1",
 ) -> None:
     """``vosseg segment --auto``: find the primary object (see :mod:`vossegcli.run.auto`)."""
     from vossegcli.run.auto import AutoConfig, load_primary_segmenter, propose, segment_auto, write_proposal
@@ -328,7 +328,15 @@ def _segment_auto(
         if auto_mode == "cosnet" and bidirectional:
             raise VossegError("--bidirectional needs --auto-mode seed (cosnet segments every frame on its own)")
         config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence)
-        cfg = AutoConfig(mode=auto_mode, references=references, seed_window=seed_window)
+        if objects.strip().lower() == "all":
+            count = 0
+        elif objects.strip().isdigit():
+            count = int(objects)
+        else:
+            raise VossegError(f"--objects {objects}: give a number of objects (1 to 255) or all")
+        if count != 1 and not auto:
+            raise VossegError("--objects goes with --auto (with masks, every object you give is segmented)")
+        cfg = AutoConfig(mode=auto_mode, references=references, seed_window=seed_window, objects=count)
         out = out if out is not None else _default_out(input_path)
         from vossegcli.io.video import open_frames
 
@@ -370,7 +378,8 @@ def _segment_auto(
             return
         flags = ["--auto"] + (["--auto-mode", auto_mode] if auto_mode != "seed" else []) + (
             ["--references", str(references)] if references != 5 else []) + (
-            ["--seed-window", str(seed_window)] if seed_window != 10 else [])
+            ["--seed-window", str(seed_window)] if seed_window != 10 else []) + (
+            ["--objects", "all" if count == 0 else str(count)] if count != 1 else [])
         command = _segment_command(
             input_path, None, out, device, preset, augment, fill, update, seed, max_size, False, refiner, precision,
             deterministic, state_every, absence, bidirectional, flags,
@@ -386,8 +395,9 @@ def _segment_auto(
         return
     a = result.auto or {}
     if a.get("mode") == "seed":
+        n = len(a.get("objects") or [1])
         console.print(
-            f"primary object seeded at frame {a['seed_frame']} ({escape(str(a['seed_frame_name']))}) with confidence "
+            f"{'primary object' if n == 1 else f'{n} objects'} seeded at frame {a['seed_frame']} ({escape(str(a['seed_frame_name']))}) with confidence "
             f"{a['confidence']:.2f}; reference frames {', '.join(map(str, a['references'])) or 'none'}",
             highlight=False, soft_wrap=True,
         )
@@ -480,6 +490,11 @@ def segment(
     seed_window: int = typer.Option(
         10, "--seed-window", min=1, help="With --auto: the seed frame is the most confident of the first N frames.",
     ),
+    objects: str = typer.Option(
+        "1", "--objects", metavar="N|all",
+        help="With --auto: segment up to N objects (the separate salient objects of the seed frame, largest first, "
+        "ids 1..N); all = every one found. 1 = the primary object as one object.",
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run",
         help="With --auto: only write the proposed mask (OUT/proposal.png) and print the command that segments with it "
@@ -495,11 +510,14 @@ def segment(
     from vossegcli.run.segment import segment as run_segment
 
     given_input, given_masks = input_path, mask
+    if objects != "1" and not auto:
+        with _segment_errors():
+            raise VossegError("--objects goes with --auto (with masks, every object you give is segmented)")
     if auto or dry_run:
         _segment_auto(
             input_path, mask, out, device, report, force, resume, max_size, preset, augment, fill, update, seed, refiner,
             precision, deterministic, state_every, absence, bidirectional, json_out, auto, auto_mode, references,
-            seed_window, dry_run,
+            seed_window, dry_run, objects,
         )
         return
     with _segment_errors(), _stop_on_signals():

@@ -36,6 +36,7 @@ import torch
 
 from vossegcli.engine.backbone import Backbone
 from vossegcli.engine.device import resolve_device, resolve_precision
+from vossegcli.engine.mask_shape import label_parts, split_objects
 from vossegcli.engine.primary import PrimarySegmenter, default_primary_path, load_primary
 from vossegcli.engine.refiner import default_refiner_path, load_refiner, sha256_of
 from vossegcli.engine.segmenter import Segmenter, SegmenterConfig
@@ -74,6 +75,9 @@ class AutoConfig:
     seed_window: int = 10
     #: The primary-object weights: "default" (shipped) or a path.
     weights: str = "default"
+    #: Seed mode: 1 = the primary object as one object (id 1); N > 1 = its separate parts on the seed
+    #: frame as up to N objects, largest first (ids 1..N); 0 = every separate part.
+    objects: int = 1
 
     def __post_init__(self) -> None:
         if self.mode not in AUTO_MODES:
@@ -82,6 +86,10 @@ class AutoConfig:
             raise VossegError(f"--references {self.references}: choose 0 (saliency only) to 20")
         if self.seed_window < 1:
             raise VossegError(f"--seed-window {self.seed_window}: must be at least 1")
+        if not 0 <= self.objects <= 255:
+            raise VossegError(f"--objects {self.objects}: choose 1 to 255, or all")
+        if self.objects != 1 and self.mode != "seed":
+            raise VossegError("--objects needs --auto-mode seed (cosnet mode segments one primary object)")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -157,7 +165,7 @@ class Proposal:
     frame: int
     name: str
     confidence: float
-    mask: np.ndarray  # (H, W) bool at the input size
+    mask: np.ndarray  # (H, W) uint8 object ids at the input size (1 for the primary object)
     references: list[int]
     #: (frame, confidence, area fraction) of every frame examined
     candidates: list[tuple[int, float, float]] = field(default_factory=list)
@@ -168,14 +176,42 @@ class Proposal:
     def summary(self) -> dict:
         return {
             "seed_frame": self.frame, "seed_frame_name": self.name, "confidence": round(self.confidence, 4),
-            "area_fraction": round(float(self.mask.mean()), 5), "references": self.references,
+            "area_fraction": round(float((self.mask > 0).mean()), 5), "references": self.references,
+            "objects": [{"id": int(i), "area_fraction": round(float((self.mask == i).mean()), 5)}
+                        for i in np.unique(self.mask) if i],
             "candidates": [{"frame": f, "confidence": round(c, 4), "area_fraction": round(a, 5)} for f, c, a in self.candidates],
             "seconds": round(self.seconds, 3),
         }
 
 
 def _to_input_size(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return resize_labels(mask.astype(np.uint8), size).astype(bool)
+    """(h, w) bool or uint8 ids at the engine's size → uint8 ids at the input ``size``."""
+    return resize_labels(mask.astype(np.uint8), size)
+
+
+def _seed_objects(mask: np.ndarray, objects: int) -> np.ndarray:
+    """The seed frame's foreground (bool, engine size) → uint8 ids: one object, or its separate parts
+    as up to ``objects`` objects (0: all) — parts smaller than MIN_AREA_FRACTION of the frame dropped."""
+    if objects == 1:
+        return mask.astype(np.uint8)
+    ids = split_objects(mask, objects, max(1, int(MIN_AREA_FRACTION * mask.size)))
+    return ids if ids.any() else mask.astype(np.uint8)
+
+
+def _like_seed(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """An early frame's foreground (bool) → ids: each of its parts takes the seed id it overlaps most
+    (parts that overlap no seed object are dropped)."""
+    if seed.max() <= 1:
+        return mask.astype(np.uint8)
+    labels = label_parts(mask)
+    out = np.zeros(mask.shape, np.uint8)
+    for value in np.unique(labels[mask]):
+        part = labels == value
+        ids = np.bincount(seed[part], minlength=256)
+        ids[0] = 0
+        if ids.any():
+            out[part] = int(ids.argmax())
+    return out
 
 
 def propose(input_path: Path, auto: AutoConfig, *, seg: PrimarySegmenter, max_size: int | None = DEFAULT_MAX_SIZE,
@@ -212,17 +248,18 @@ def propose(input_path: Path, auto: AutoConfig, *, seg: PrimarySegmenter, max_si
         if best is None:
             raise VossegError(f"{input_path}: no primary object found in any of its {len(candidates)} frames; {NO_OBJECT_HINT}")
         size = (info.width, info.height)
+        seed = _seed_objects(masks[best], auto.objects)
         return Proposal(
             frame=best, name=reader.frame_name(best), confidence=candidates[best][1],
-            mask=_to_input_size(masks[best], size), references=used, candidates=candidates,
-            early={i: m for i, m in masks.items() if i < best}, seconds=time.perf_counter() - t0,
+            mask=_to_input_size(seed, size), references=used, candidates=candidates,
+            early={i: _like_seed(m, seed) for i, m in masks.items() if i < best}, seconds=time.perf_counter() - t0,
         )
     finally:
         reader.close()
 
 
 def write_proposal(proposal: Proposal, out_dir: Path, force: bool = False) -> Path:
-    """``--dry-run``: ``<out>/proposal.png`` (object 1 on the seed frame) and ``proposal.json``."""
+    """``--dry-run``: ``<out>/proposal.png`` (the objects on the seed frame, ids 1..) and ``proposal.json``."""
     out_dir = Path(out_dir)
     prepare_output_dir(out_dir, force)
     try:
@@ -305,7 +342,9 @@ def segment_auto(
         proposal = propose(input_path, auto, seg=seg, max_size=max_size, notify=notify)
         seed = proposal.summary()
         if notify:
-            notify(f"primary object seeded at frame {proposal.frame} ({proposal.name}), confidence {proposal.confidence:.2f}, "
+            found = seed["objects"]
+            what = "primary object" if len(found) == 1 else f"{len(found)} objects (ids 1–{len(found)}, largest first)"
+            notify(f"{what} seeded at frame {proposal.frame} ({proposal.name}), confidence {proposal.confidence:.2f}, "
                    f"{100 * seed['area_fraction']:.1f}% of the frame")
         _write_seed(out_dir, input_path, proposal, {"identity": identity, "seed": seed})
     # segment() has started in out_dir when its run record is there; before that a resume starts it afresh
@@ -335,8 +374,7 @@ def _write_seed(out_dir: Path, input_path: Path, proposal: Proposal, record: dic
             with open_frames(input_path) as reader:
                 size = (reader.info.width, reader.info.height)
                 for i, mask in sorted(proposal.early.items()):
-                    write_label_png(early_dir / f"{reader.frame_name(i)}.png",
-                                    _to_input_size(mask, size).astype(np.uint8), davis_palette())
+                    write_label_png(early_dir / f"{reader.frame_name(i)}.png", _to_input_size(mask, size), davis_palette())
         write_json_atomic(out_dir / AUTO_FILE, record)
     except OSError as exc:
         raise OutputError(write_error_message(out_dir, exc)) from exc
