@@ -22,7 +22,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/auto-multi"))
     ap.add_argument("--objects", default="1,all")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--foreground", type=float, default=0.5,
+                    help="experiment: the primary-object probability above which a pixel is foreground (package: 0.5)")
     args = ap.parse_args()
+    if args.foreground != 0.5:
+        import vossegcli.engine.primary as primary
+
+        predict = primary.PrimarySegmenter.predict
+
+        def thresholded(self, image, refs, features=None):
+            r = predict(self, image, refs, features)
+            return primary.PrimaryPrediction(r.probability, r.probability > args.foreground, r.confidence)
+
+        primary.PrimarySegmenter.predict = thresholded
     rows = {}
     for value in args.objects.split(","):
         count = 0 if value == "all" else int(value)
