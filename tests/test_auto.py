@@ -307,8 +307,9 @@ def test_auto_objects_all_finds_two_separate_objects_and_keeps_their_ids(tmp_pat
 def test_objects_goes_with_auto_and_takes_a_number_or_all(tmp_path):
     result = runner.invoke(app, ["segment", "--objects", "2", "--out", str(tmp_path / "a")])
     assert result.exit_code == 2 and "--objects goes with --auto" in result.output
-    result = runner.invoke(app, ["segment", "--auto", "--objects", "many", "--out", str(tmp_path / "b")])
-    assert result.exit_code == 2 and "--objects many" in result.output
+    for bad in ("many", "0", "33"):
+        result = runner.invoke(app, ["segment", "--auto", "--objects", bad, "--out", str(tmp_path / "b")])
+        assert result.exit_code == 2 and f"--objects {bad}" in result.output, bad
     with pytest.raises(Exception, match="--auto-mode seed"):
         AutoConfig(mode="cosnet", objects=2)
 
@@ -323,3 +324,33 @@ def test_split_objects_numbers_separate_parts_largest_first_and_drops_specks():
     ids = split_objects(mask, 0, min_area=10)
     assert (ids[25, 40], ids[5, 5], ids[38, 58]) == (1, 2, 0)
     assert set(np.unique(split_objects(mask, 1, min_area=10)).tolist()) == {0, 1}
+
+
+def test_objects_discovery_adds_untracked_parts_every_few_frames_within_the_limit(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from vossegcli.run import auto as auto_module
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(3):
+        Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(frames / f"{k:05d}.png")
+    foreground = np.zeros((40, 60), bool)
+    foreground[5:15, 5:15] = True  # already tracked as object 1
+    foreground[20:35, 40:55] = True  # new
+    fake = SimpleNamespace(predict=lambda image, refs: SimpleNamespace(mask=foreground))
+    monkeypatch.setattr(auto_module, "collect_references", lambda *a, **k: (None, []))
+    previous = np.zeros((40, 60), np.uint8)
+    previous[5:15, 5:15] = 1
+    image = np.zeros((40, 60, 3), np.uint8)
+    every = auto_module.DISCOVER_EVERY
+    discover = auto_module._discoverer(frames, AutoConfig(objects=0), fake, None, 1, 3, None)
+    assert discover(3 + every - 1, image, previous, [1]) is None  # not a discovery frame
+    new = discover(3 + every, image, previous, [1])
+    assert set(np.unique(new).tolist()) == {0, 2} and new[25, 45] == 2 and new[8, 8] == 0
+    assert discover(3 + every, image, previous, [1, 7]) [25, 45] == 8  # ids never reused
+    covered = previous.copy()
+    covered[20:35, 40:55] = 1
+    assert discover(3 + every, image, covered, [1]) is None  # everything is tracked already
+    limited = auto_module._discoverer(frames, AutoConfig(objects=1), fake, None, 1, 3, None)
+    assert limited(3 + every, image, previous, [1]) is None

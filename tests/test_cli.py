@@ -276,3 +276,13 @@ def test_help_shows_the_ray_extra_and_the_choices_of_each_option():
     bench = _run("benchmark", "--help").output
     assert "--fps" not in bench  # hidden (always on), so the examples do not use it
     assert "Examples" in _run("info", "--help").output
+
+
+def test_evaluate_accepts_sparse_ground_truth_that_ends_before_the_predictions(sample_run, tmp_path):
+    out, _, _ = sample_run
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for png in sorted(sample_paths().gt_dir.glob("*.png"))[:60:5]:  # every 5th frame, up to 55 of 72
+        shutil.copy(png, gt / png.name)
+    result = _run("evaluate", out, gt)
+    assert result.exit_code == 0, result.output

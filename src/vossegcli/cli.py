@@ -330,10 +330,10 @@ def _segment_auto(
         config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence)
         if objects.strip().lower() == "all":
             count = 0
-        elif objects.strip().isdigit():
+        elif objects.strip().isdigit() and int(objects) >= 1:
             count = int(objects)
         else:
-            raise VossegError(f"--objects {objects}: give a number of objects (1 to 255) or all")
+            raise VossegError(f"--objects {objects}: give a number of objects (1 to 32) or all")
         if count != 1 and not auto:
             raise VossegError("--objects goes with --auto (with masks, every object you give is segmented)")
         cfg = AutoConfig(mode=auto_mode, references=references, seed_window=seed_window, objects=count)

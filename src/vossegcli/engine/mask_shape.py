@@ -49,11 +49,11 @@ def part_areas(masks: Tensor, threshold: float = 0.5, max_parts: int = 64) -> li
 
 def split_objects(mask: np.ndarray, max_objects: int, min_area: int) -> np.ndarray:
     """(h, w) bool foreground → (h, w) uint8 ids 1..k of its separate parts of at least ``min_area``
-    pixels, largest first, at most ``max_objects`` (0: no limit, up to 255); the rest is background."""
+    pixels, largest first, at most ``max_objects`` (0: no limit, up to 254); the rest is background."""
     labels = label_parts(mask)
     values, counts = np.unique(labels[mask], return_counts=True) if mask.any() else (np.zeros(0), np.zeros(0))
     order = [int(v) for c, v in sorted(zip(counts.tolist(), values.tolist()), reverse=True) if c >= min_area]
-    order = order[: max_objects or 255]
+    order = order[: max_objects or 254]
     out = np.zeros(mask.shape, np.uint8)
     for k, v in enumerate(order, 1):
         out[labels == v] = k

@@ -453,7 +453,7 @@ class Segmenter:
             ratios.append(round(a / prev, 3) if prev > 0 and a > 0 else None)
             probs.append(round(pr, 4) if a > 0 else None)
             counts.append(real_parts(parts[i]) if a > 0 else None)
-            if a > 0 and scattered(parts[i]):
+            if a > 0 and status[i] == "tracked" and scattered(parts[i]):  # reported; decisions unchanged
                 status[i] = "uncertain"
                 reasons[i] = (f"scattered: {counts[i]} separate parts, the largest {parts[i][0] / sum(parts[i]):.0%} "
                               "of the mask (look-alikes may be segmented with it)")

@@ -339,8 +339,8 @@ class _SequencePlan:
 
 def _plan_sequence(pred_dir: Path, gt_dir: Path, name: str | None, force: bool = False) -> _SequencePlan:
     """List the ground-truth frames and check every evaluated frame has a prediction, and (unless
-    ``force``) that the predictions do not go on past the ground truth's last frame — the sign of
-    masks made from another video."""
+    ``force``, and when the ground truth numbers every frame) that the predictions do not go on past
+    the ground truth's last frame — the sign of masks made from another video."""
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     if not gt_dir.is_dir():
         raise InputError(f"{gt_dir}: ground-truth folder not found")
@@ -360,10 +360,11 @@ def _plan_sequence(pred_dir: Path, gt_dir: Path, name: str | None, force: bool =
             f"({len(missing)} of the {len(evaluated)} evaluated frames have no prediction; "
             "names must match the ground-truth PNGs)"
         )
-    if not force:
-        gt_names = {f.name for f in gt_files}
+    numbered = [int(f.stem) for f in gt_files if f.stem.isdigit()]
+    dense = len(numbered) == len(gt_files) and numbered == list(range(numbered[0], numbered[0] + len(numbered)))
+    if not force and dense:  # (sparse ground truth, e.g. every 5th frame, may end before the video does)
         pred_frames = [f for f in _png_files(pred_dir) if f.stem.isdigit()]
-        beyond = [f for f in pred_frames if f.name not in gt_names and f.name > gt_files[-1].name]
+        beyond = [f for f in pred_frames if int(f.stem) > numbered[-1]]
         if beyond:
             raise MaskError(
                 f"{pred_dir}: {len(pred_frames)} frame masks, {len(beyond)} of them after the last ground-truth frame "
@@ -509,8 +510,10 @@ def evaluate_sequence(
     bound_th: float = 0.008,
     progress: ProgressCallback | None = None,
     warn: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> list[ObjectScore]:
-    """Score one sequence: ``pred_dir`` and ``gt_dir`` each hold one PNG per frame.
+    """Score one sequence: ``pred_dir`` and ``gt_dir`` each hold one PNG per frame (``force``: as
+    :func:`evaluate`'s).
 
     ``name`` (default: the ground-truth folder name) labels the objects. ``progress(done,
     total)`` is called after each evaluated frame (total = number of frames - 2). ``warn``
@@ -519,7 +522,7 @@ def evaluate_sequence(
     unreadable PNGs, size mismatches and predicted ids the ground truth does not have.
     """
     _check_mode(objects)
-    plan = _plan_sequence(pred_dir, gt_dir, name)
+    plan = _plan_sequence(pred_dir, gt_dir, name, force)
     total = plan.num_eval_frames
     on_frame = None if progress is None else (lambda done: progress(done, total))
     return _evaluate_planned(plan, objects, bound_th, on_frame, warn or _default_warn)

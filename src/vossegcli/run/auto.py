@@ -39,9 +39,9 @@ from vossegcli.engine.device import resolve_device, resolve_precision
 from vossegcli.engine.mask_shape import label_parts, split_objects
 from vossegcli.engine.primary import PrimarySegmenter, default_primary_path, load_primary
 from vossegcli.engine.refiner import default_refiner_path, load_refiner, sha256_of
-from vossegcli.engine.segmenter import Segmenter, SegmenterConfig
+from vossegcli.engine.segmenter import MAX_OBJECTS, Segmenter, SegmenterConfig
 from vossegcli.errors import DeviceError, InputError, Interrupted, OutputError, RunInterrupted, VossegError
-from vossegcli.io.palette import atomic_write, davis_palette, write_label_png
+from vossegcli.io.palette import VOID_ID, atomic_write, davis_palette, write_label_png
 from vossegcli.io.prefetch import prefetch
 from vossegcli.io.video import FrameReader, open_frames
 from vossegcli.run.inputs import DEFAULT_MAX_SIZE, internal_size, resize_image, resize_labels
@@ -76,7 +76,8 @@ class AutoConfig:
     #: The primary-object weights: "default" (shipped) or a path.
     weights: str = "default"
     #: Seed mode: 1 = the primary object as one object (id 1); N > 1 = its separate parts on the seed
-    #: frame as up to N objects, largest first (ids 1..N); 0 = every separate part.
+    #: frame as up to N objects, largest first (ids 1..N), and parts entering later as new ones;
+    #: 0 = all (up to the engine's MAX_OBJECTS).
     objects: int = 1
 
     def __post_init__(self) -> None:
@@ -86,8 +87,8 @@ class AutoConfig:
             raise VossegError(f"--references {self.references}: choose 0 (saliency only) to 20")
         if self.seed_window < 1:
             raise VossegError(f"--seed-window {self.seed_window}: must be at least 1")
-        if not 0 <= self.objects <= 255:
-            raise VossegError(f"--objects {self.objects}: choose 1 to 255, or all")
+        if not 0 <= self.objects <= MAX_OBJECTS:
+            raise VossegError(f"--objects {self.objects}: choose 1 to {MAX_OBJECTS}, or all")
         if self.objects != 1 and self.mode != "seed":
             raise VossegError("--objects needs --auto-mode seed (cosnet mode segments one primary object)")
 
@@ -194,7 +195,7 @@ def _seed_objects(mask: np.ndarray, objects: int) -> np.ndarray:
     as up to ``objects`` objects (0: all) — parts smaller than MIN_AREA_FRACTION of the frame dropped."""
     if objects == 1:
         return mask.astype(np.uint8)
-    ids = split_objects(mask, objects, max(1, int(MIN_AREA_FRACTION * mask.size)))
+    ids = split_objects(mask, objects or MAX_OBJECTS, max(1, int(MIN_AREA_FRACTION * mask.size)))
     return ids if ids.any() else mask.astype(np.uint8)
 
 
@@ -349,15 +350,57 @@ def segment_auto(
         _write_seed(out_dir, input_path, proposal, {"identity": identity, "seed": seed})
     # segment() has started in out_dir when its run record is there; before that a resume starts it afresh
     started = resume and (out_dir / RUN_FILE).is_file()
+    discover = None
+    if auto.objects != 1:
+        discover = _discoverer(input_path, auto, seg, max_size, len(seed.get("objects") or [1]), seed["seed_frame"], notify)
     result = segment(
         input_path, [f"{seed['seed_frame']}:{out_dir / SEED_FILE}"], out_dir, device=device, config=config,
         force=not started, resume=started, progress=progress, max_size=max_size, command=command, notify=notify,
-        segmenter=tracker, **segment_kwargs,
+        segmenter=tracker, discover=discover, **segment_kwargs,
     )
     if seed["seed_frame"] > 0:  # also when already complete: a run stopped while copying them is finished here
         _copy_early(out_dir, result)
     result.auto = {"mode": "seed", **seed, "weights": identity["primary_sha256"]}
     return result
+
+
+#: With --objects, frames between looks for objects that entered the view since the seed frame.
+DISCOVER_EVERY = 10
+#: A part of the network's foreground is a new object when at most this share of it is already tracked.
+NEW_OBJECT_OVERLAP = 0.2
+
+
+def _discoverer(input_path: Path, auto: AutoConfig, seg: PrimarySegmenter, max_size: int | None, seeded: int,
+                seed_frame: int, notify: Callable[[str], None] | None):
+    """``discover`` for :func:`vossegcli.run.segment.segment`: every DISCOVER_EVERY frames after the
+    seed frame, the primary-object network's foreground parts that the tracked objects do not
+    cover become new objects (the next ids; at most ``auto.objects`` objects in all, 0: no limit).
+    Deterministic in the frames, so a resumed run finds the same objects."""
+    with open_frames(input_path) as reader:
+        work = internal_size(reader.info.width, reader.info.height, max_size)
+        refs, _ = collect_references(seg, reader, auto.references, work, reader.count_frames())
+    limit = auto.objects or MAX_OBJECTS
+
+    def discover(index: int, image: np.ndarray, previous: np.ndarray | None, ids: list[int]) -> np.ndarray | None:
+        if previous is None or index <= seed_frame or (index - seed_frame) % DISCOVER_EVERY or len(ids) >= limit:
+            return None
+        pred = seg.predict(image, refs)
+        parts = split_objects(pred.mask, 0, max(1, int(MIN_AREA_FRACTION * pred.mask.size)))
+        new = np.zeros(parts.shape, np.uint8)
+        next_id, count = max(ids + [seeded]) + 1, len(ids)
+        for k in range(1, int(parts.max()) + 1):
+            part = parts == k
+            if count >= limit or next_id >= VOID_ID:
+                break
+            if (previous[part] > 0).mean() <= NEW_OBJECT_OVERLAP:
+                new[part & (previous == 0)] = next_id
+                if notify:
+                    notify(f"object {next_id} found entering at frame {index} ({100 * part.mean():.1f}% of the frame)")
+                next_id += 1
+                count += 1
+        return new if new.any() else None
+
+    return discover
 
 
 def _write_seed(out_dir: Path, input_path: Path, proposal: Proposal, record: dict) -> None:

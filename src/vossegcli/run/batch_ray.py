@@ -74,8 +74,9 @@ def run_batch_ray(
         gpus = int(resources.get("GPU", 0))
         use_gpu = gpus > 0 and device != "cpu"
         n = max(1, min(workers, gpus) if use_gpu else workers)
-        threads = threads or max(1, int(resources.get("CPU", 1)) // n)
-        actor = ray.remote(num_cpus=threads, num_gpus=1 if use_gpu else 0)(_Worker)
+        share = max(1, int(resources.get("CPU", 1)) // n)  # what each actor may reserve: all n start
+        threads = threads or share
+        actor = ray.remote(num_cpus=min(threads, share), num_gpus=1 if use_gpu else 0)(_Worker)
         pool = ActorPool([actor.remote(threads, "cuda" if use_gpu else device) for _ in range(n)])
         for result in pool.map_unordered(lambda a, job: a.run.remote(job), list(jobs)):
             results.append(result)

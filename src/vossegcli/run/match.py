@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from vossegcli.errors import MaskError
-from vossegcli.io.video import VideoInfo
+from vossegcli.io.video import TRUNCATION_TOLERANCE, VideoInfo
 from vossegcli.run.resume import RUN_FILE
 
 _FRAME_STEM = re.compile(r"^\d+$")
@@ -31,7 +31,8 @@ def frame_mask_names(masks_dir: Path, info: VideoInfo) -> list[str]:
 def _recorded_input(masks_dir: Path) -> dict | None:
     try:
         record = json.loads((Path(masks_dir) / RUN_FILE).read_text())
-        return {**record["identity"]["input"], "complete": record.get("complete"), "frames": record.get("frames")}
+        return {**record["identity"]["input"], "complete": record.get("complete"), "frames": record.get("frames"),
+                "command": record.get("command")}
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -55,10 +56,8 @@ def check_masks_match_input(input_path: Path, masks_dir: Path, info: VideoInfo) 
                 f"input they were made from{force}"
             )
         if recorded.get("complete") is False:
-            raise MaskError(
-                f"{masks_dir}: the run that writes these masks did not finish; complete it with `vosseg segment "
-                f"{input_path} --out {masks_dir} --resume` (same masks and options){force}"
-            )
+            how = f"`{recorded['command']} --resume`" if recorded.get("command") else "the same segment command with --resume"
+            raise MaskError(f"{masks_dir}: the run that writes these masks did not finish; complete it with {how}{force}")
     names = frame_mask_names(masks_dir, info)
     if info.frame_names is not None:
         frames = len(info.frame_names)
@@ -69,8 +68,12 @@ def check_masks_match_input(input_path: Path, masks_dir: Path, info: VideoInfo) 
                 f"these masks belong to another input{force}"
             )
         return
-    frames = info.frames_announced  # exact where the container indexes its frames (mp4, mov); else unchecked
-    if frames is not None and names and len(names) != frames:
+    if recorded is not None and recorded.get("complete") and recorded.get("frames") is not None:
+        frames, slack = int(recorded["frames"]), 0  # the run itself counted the frames it decoded
+    else:  # the container's index (mp4, mov), which a decoder may fall a few frames short of; else unchecked
+        frames = info.frames_announced
+        slack = max(TRUNCATION_TOLERANCE, int(0.02 * frames)) if frames else 0
+    if frames is not None and names and not frames - slack <= len(names) <= frames:
         raise MaskError(
             f"{masks_dir}: {len(names)} frame masks but {input_path} has {frames} frames; these masks belong to "
             f"another input (pass the one they were made from){force}"

@@ -90,6 +90,7 @@ def segment(
     state_every: int = STATE_EVERY,
     bidirectional: bool = False,
     segmenter: Segmenter | None = None,
+    discover: Callable[[int, np.ndarray, np.ndarray | None, list[int]], np.ndarray | None] | None = None,
 ) -> SegmentationRun:
     """Segment ``input_path`` (video file or frame folder) from ``mask_args``; write PNGs to ``out_dir``.
 
@@ -103,8 +104,9 @@ def segment(
     every N frames (0: only when interrupted) so that ``resume`` continues exactly;
     ``bidirectional``: after the forward pass, propagate backward from where lost objects were
     re-found (:mod:`vossegcli.run.bidirectional`) and rewrite the frames that changes;
-    ``segmenter``: an engine already loaded with ``config`` (``vosseg batch`` reuses one per worker).
-    Raises :class:`VossegError` (one line, with how far the run got) or :class:`RunInterrupted`.
+    ``segmenter``: an engine already loaded with ``config`` (``vosseg batch`` reuses one per worker);
+    ``discover(index, image, previous labels, ids in use)``: called before each frame (engine size)
+    and may return an id map of objects new on that frame (ids not used yet; ``--auto --objects``). Raises :class:`VossegError` (one line, with how far the run got) or :class:`RunInterrupted`.
     """
     if reader is None or masks is None:
         reader, masks = load_inputs(Path(input_path), mask_args, snap=snap_mask)
@@ -241,11 +243,18 @@ def segment(
             with writer, prefetch(_engine_frames(reader.frames(start), work_size), PREFETCH_FRAMES) as frames:
                 if not initial and state.num_objects == 0:
                     raise ValueError("no initial masks given")
+                previous = None
                 for image, when in frames:
                     index = state.frame_index
+                    given = initial.get(index)
+                    if discover is not None and state.num_objects:
+                        found = discover(index, image, previous, list(state.objects.ids))
+                        if found is not None and found.any():
+                            given = found if given is None else np.where(given > 0, given, found)
                     # A signal waits for the frame to finish, so the state is never half-updated.
                     with deferred_signals():
-                        labels = segmenter.step(state, image, initial.get(index))
+                        labels = segmenter.step(state, image, given)
+                        previous = labels
                         diagnostics.add(state.diagnostics)
                         if index >= first:  # (the frame a re-seeded resume starts from is already written)
                             name = reader.frame_name(index)
