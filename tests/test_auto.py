@@ -23,9 +23,10 @@ runner = CliRunner()
 FRAMES = 20
 
 
-def _one_object_clip(folder):
-    """The sample's scene with only the red spotted ellipse moving over the panning background:
-    20 frames (every third of the sample's 72) as PNGs, and the ellipse's ground truth."""
+def _ellipse_clip(folder, poses_of):
+    """The sample's panning background with red spotted ellipses posed by ``poses_of(k, pose)`` (the
+    sample's own pose of frame 3k in, one pose per ellipse out): 20 frames (every third of the
+    sample's 72) as PNGs, and per frame each ellipse's ground truth."""
     scene = sample._Scene(3)
     ss = sample.SUPERSAMPLE
     h, w = sample.HEIGHT * ss, sample.WIDTH * ss
@@ -39,11 +40,20 @@ def _one_object_clip(folder):
         oy = int(round(scene.pan[1] * (0.5 - 0.5 * math.cos(math.pi * u)) * ss))
         img = scene.background[oy:oy + h, ox:ox + w].astype(np.float64)
         one, _ = scene.poses(t)
-        sample._paint_ellipse(img, one, scene)
+        masks = []
+        for pose in poses_of(k, one):
+            sample._paint_ellipse(img, pose, scene)
+            masks.append(sample._ellipse_inside(*sample._local(xx, yy, pose), scene))
         img = img.reshape(sample.HEIGHT, ss, sample.WIDTH, ss, 3).mean(axis=(1, 3))
         Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).save(frames_dir / f"{k:05d}.png")
-        truth.append(sample._ellipse_inside(*sample._local(xx, yy, one), scene))
+        truth.append(masks)
     return frames_dir, truth
+
+
+def _one_object_clip(folder):
+    """Only the sample's red spotted ellipse, moving as in the sample, and its ground truth."""
+    frames_dir, truth = _ellipse_clip(folder, lambda k, one: [one])
+    return frames_dir, [m[0] for m in truth]
 
 
 @pytest.fixture(scope="module")
@@ -254,30 +264,10 @@ def test_auto_dry_run_json_is_the_only_thing_on_stdout(clip, tmp_path):
 
 
 def _two_object_clip(folder):
-    """The sample's panning background with two red spotted ellipses moving apart (look-alikes that
-    the primary-object network marks both): 20 frames as PNGs and each ellipse's ground truth
-    (left one first)."""
-    scene = sample._Scene(3)
-    ss = sample.SUPERSAMPLE
-    h, w = sample.HEIGHT * ss, sample.WIDTH * ss
-    yy, xx = np.mgrid[0:sample.HEIGHT, 0:sample.WIDTH].astype(np.float64) + 0.5
-    frames_dir = folder / "frames"
-    frames_dir.mkdir()
-    truth: list[tuple[np.ndarray, np.ndarray]] = []
-    for k, t in enumerate(range(0, 3 * FRAMES, 3)):
-        u = t / (sample.NUM_FRAMES - 1)
-        ox = int(round(scene.pan[0] * u * ss))
-        oy = int(round(scene.pan[1] * (0.5 - 0.5 * math.cos(math.pi * u)) * ss))
-        img = scene.background[oy:oy + h, ox:ox + w].astype(np.float64)
-        one, _ = scene.poses(t)
-        masks = []
-        for pose in (replace(one, cx=110 - 2 * k, cy=90 - k), replace(one, cx=210 + 2 * k, cy=150 + k)):
-            sample._paint_ellipse(img, pose, scene)
-            masks.append(sample._ellipse_inside(*sample._local(xx, yy, pose), scene))
-        img = img.reshape(sample.HEIGHT, ss, sample.WIDTH, ss, 3).mean(axis=(1, 3))
-        Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).save(frames_dir / f"{k:05d}.png")
-        truth.append((masks[0], masks[1]))
-    return frames_dir, truth
+    """Two red spotted ellipses moving apart (look-alikes that the primary-object network marks
+    both): 20 frames as PNGs and per frame each ellipse's ground truth (left one first)."""
+    return _ellipse_clip(folder, lambda k, one: [replace(one, cx=110 - 2 * k, cy=90 - k),
+                                                 replace(one, cx=210 + 2 * k, cy=150 + k)])
 
 
 def test_auto_objects_all_finds_two_separate_objects_and_keeps_their_ids(tmp_path):
