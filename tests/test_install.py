@@ -11,11 +11,21 @@ import torch
 from vossegcli import install_check
 
 
-def test_a_torch_that_does_not_import_gives_one_line_with_the_fix(tmp_path):
+def _broken_torch_env(tmp_path):
     fake = tmp_path / "torch"
     fake.mkdir()
     (fake / "__init__.py").write_text("raise OSError('libtorch_cpu.so: cannot open shared object file')\n")
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    return dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+
+
+def test_help_needs_no_torch(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "vossegcli.cli", "segment", "--help"], env=_broken_torch_env(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--mask" in done.stdout, done.stderr
+
+
+def test_a_torch_that_does_not_import_gives_one_line_with_the_fix(tmp_path):
+    env = _broken_torch_env(tmp_path)
     done = subprocess.run([sys.executable, "-m", "vossegcli.cli", "info"], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode != 0

@@ -50,7 +50,12 @@ err_console = Console(stderr=True)
 
 @app.callback()
 def _check_install() -> None:
-    """Before any command: a PyTorch that does not import is one line with the fix, not a traceback."""
+    """Before any command: a PyTorch that does not import is one line with the fix, not a traceback.
+    (Not for --help, which needs no torch and stays quick.)"""
+    import sys
+
+    if "--help" in sys.argv[1:]:
+        return
     from vossegcli.install_check import torch_import_problem
 
     problem = torch_import_problem()
