@@ -153,3 +153,26 @@ def test_ctrl_c_stops_a_two_worker_batch_and_a_rerun_resumes_the_interrupted_vid
         assert row["status"] == ("skipped" if written[name] == 72 else "done")
         if written[name] < 72:
             assert row["frames"] < 72  # continued, not started over
+
+
+def test_batch_auto_rows_need_no_mask_and_match_segment_auto(tmp_path):
+    _clips(tmp_path)
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"input": "a", "auto": True, "objects": "all", "preset": "fast"}) + "\n"
+                    + json.dumps({"input": "b", "auto": "yes", "mask": "b.png"}) + "\n"
+                    + json.dumps({"input": "b", "auto": True, "objects": "many", "out": "b2"}) + "\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["batch", str(jobs), "--out-root", str(out), "--report", str(tmp_path / "r.json")])
+    assert result.exit_code == 2  # two bad rows, listed; the good one ran
+    assert "jobs.jsonl:2: auto=true finds the objects itself" in result.output
+    assert "objects='many'" in result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["jobs"][0]["status"] == "done" and report["jobs"][0]["frames"] == 5
+    single = runner.invoke(app, ["segment", str(tmp_path / "a"), "--auto", "--objects", "all", "--preset", "fast",
+                                 "--out", str(tmp_path / "single")])
+    assert single.exit_code == 0, single.output
+    for k in range(5):
+        assert np.array_equal(read_label_png(out / "a" / f"{k:05d}.png"), read_label_png(tmp_path / "single" / f"{k:05d}.png"))
+    again = runner.invoke(app, ["batch", str(jobs), "--out-root", str(out), "--json"])
+    blob = json.loads(again.output[again.output.index("{"):])
+    assert blob["jobs"][0]["status"] == "skipped"  # a finished --auto run is not redone

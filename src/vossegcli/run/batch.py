@@ -12,7 +12,8 @@ Jobs (:func:`read_jobs`) come from
 
 Relative paths are relative to the jobs file (or folder). ``out`` defaults to
 ``<out-root>/<input name>``. Per-job options: ``preset``, ``augment``, ``fill``, ``update``,
-``seed``, ``refiner``, ``precision``, ``absence``, ``max_size``, ``bidirectional``.
+``seed``, ``refiner``, ``precision``, ``absence``, ``max_size``, ``bidirectional``; ``auto=true``
+(no mask: as ``vosseg segment --auto``) with ``objects`` (a number or ``all``, as ``--objects``).
 
 Every row is checked before anything runs (:func:`check_jobs`: input opens, masks read and fit
 the frames, options valid, no two jobs write one folder); all problems are listed at once, the
@@ -39,8 +40,9 @@ from typing import Callable
 from vossegcli.errors import InputError, VossegError
 from vossegcli.io.video import VIDEO_SUFFIXES
 
-OPTIONS = ("preset", "augment", "fill", "update", "seed", "refiner", "precision", "absence", "max_size", "bidirectional")
-_BOOL = ("update", "absence", "bidirectional")
+OPTIONS = ("preset", "augment", "fill", "update", "seed", "refiner", "precision", "absence", "max_size", "bidirectional",
+           "auto", "objects")
+_BOOL = ("update", "absence", "bidirectional", "auto")
 _INT = ("augment", "seed", "max_size")
 
 
@@ -85,6 +87,13 @@ def _value(name: str, raw):
         raise ValueError(f"{name}={raw!r}: use true or false")
     if name in _INT:
         return int(raw)
+    if name == "objects":  # as segment's --objects: a number, or all (0)
+        text = str(raw).strip().lower()
+        if text == "all":
+            return 0
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        raise ValueError(f"objects={raw!r}: a number of objects (1 to 32) or all")
     return str(raw)
 
 
@@ -131,10 +140,19 @@ def read_jobs(path: Path, out_root: Path) -> tuple[list[Job], list[str]]:
         if unknown:
             problems.append(f"{where}: unknown column(s) {', '.join(unknown)}; known: input, mask, out, {', '.join(OPTIONS)}")
             continue
-        if not item.get("input") or not item.get("mask"):
-            problems.append(f"{where}: needs an input and at least one mask")
+        try:
+            auto = bool(_value("auto", item.get("auto")))
+        except ValueError as error:
+            problems.append(f"{where}: {error}")
             continue
-        masks = item["mask"] if isinstance(item["mask"], list) else [m for m in str(item["mask"]).split(";") if m.strip()]
+        if not item.get("input") or not (item.get("mask") or auto):
+            problems.append(f"{where}: needs an input and at least one mask (or auto=true)")
+            continue
+        if auto and item.get("mask"):
+            problems.append(f"{where}: auto=true finds the objects itself: leave the mask empty, or drop auto")
+            continue
+        raw_masks = item.get("mask") or []
+        masks = raw_masks if isinstance(raw_masks, list) else [m for m in str(raw_masks).split(";") if m.strip()]
         masks = [_resolve_mask(base, str(m).strip()) for m in masks]
         source = Path(str(item["input"]))
         source = source if source.is_absolute() else base / source
@@ -160,6 +178,13 @@ def _resolve_mask(base: Path, spec: str) -> str:
     return str(p if p.is_absolute() else base / p)
 
 
+def auto_config(job: Job):
+    """The --auto settings of an ``auto`` job (``objects``: as ``--objects``; 1 when not given)."""
+    from vossegcli.run.auto import AutoConfig
+
+    return AutoConfig(objects=job.options.get("objects", 1))
+
+
 def job_config(job: Job):
     """The engine configuration of a job's options (as ``vosseg segment`` builds it)."""
     from vossegcli.run.options import engine_config
@@ -179,8 +204,14 @@ def check_jobs(jobs: list[Job]) -> tuple[list[Job], list[tuple[Job, str]]]:
     for job in jobs:
         try:
             job_config(job)
-            reader, _ = load_inputs(Path(job.input), job.masks)
-            reader.close()
+            if job.options.get("auto"):
+                from vossegcli.io.video import open_frames
+
+                auto_config(job)
+                open_frames(Path(job.input)).close()
+            else:
+                reader, _ = load_inputs(Path(job.input), job.masks)
+                reader.close()
             key = os.path.realpath(job.out)
             if key in seen:
                 raise VossegError(f"{job.out}: also the output of {seen[key].label}; give each job its own out")
@@ -216,12 +247,20 @@ def run_job(job: Job, device: str = "auto", progress: Callable[[int, int | None]
     out = Path(job.out)
     try:
         config = job_config(job)
-        resume = (out / RUN_FILE).is_file()
-        segmenter = _engine(config, device)
-        run = segment(
-            Path(job.input), job.masks, out, config=config, resume=resume, segmenter=segmenter, progress=progress,
-            max_size=job.options.get("max_size", 960), bidirectional=job.options.get("bidirectional", False),
-        )
+        max_size, bidirectional = job.options.get("max_size", 960), job.options.get("bidirectional", False)
+        if job.options.get("auto"):
+            from vossegcli.run.auto import AUTO_FILE, segment_auto
+
+            run = segment_auto(Path(job.input), out, auto_config(job), device=device, config=config,
+                               resume=(out / AUTO_FILE).is_file(),
+                               progress=progress, max_size=max_size, bidirectional=bidirectional)
+        else:
+            resume = (out / RUN_FILE).is_file()
+            segmenter = _engine(config, device)
+            run = segment(
+                Path(job.input), job.masks, out, config=config, resume=resume, segmenter=segmenter, progress=progress,
+                max_size=max_size, bidirectional=bidirectional,
+            )
     except VossegError as error:
         return JobResult(job.row, job.input, job.out, "failed", error=str(error), exit_status=2,
                          wall_seconds=round(time.perf_counter() - start, 3))
