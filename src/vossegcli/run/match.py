@@ -60,7 +60,6 @@ def check_masks_match_input(input_path: Path, masks_dir: Path, info: VideoInfo) 
             raise MaskError(f"{masks_dir}: the run that writes these masks did not finish; complete it with {how}{force}")
     names = frame_mask_names(masks_dir, info)
     if info.frame_names is not None:
-        frames = len(info.frame_names)
         extra = sorted(set(names) - set(info.frame_names))
         if extra:
             raise MaskError(
