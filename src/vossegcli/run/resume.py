@@ -20,6 +20,7 @@ from vossegcli.io.palette import read_label_png
 from vossegcli.io.video import FrameReader
 from vossegcli.run.outputs import clean_temporary_files, write_json_atomic
 from vossegcli.engine.refiner import refiner_file
+from vossegcli.engine.target_features import target_features_file
 
 #: Written into the output folder at the start of a run; what ``resume`` checks.
 RUN_FILE = ".vosseg-run.json"
@@ -48,6 +49,8 @@ def run_identity(input_path: Path, reader: FrameReader, masks: MaskSet, config: 
     refiner = engine.get("refiner")
     if isinstance(refiner, str):  # the weights' content, not just their name, makes the run
         engine["refiner_sha256"] = refiner_file(refiner)[1]
+    if isinstance(engine.get("target_features"), str):
+        engine["target_features_sha256"] = target_features_file(engine["target_features"])[1]
     return {"input": source, "masks": mask_list, "engine": engine, "snap_mask": bool(snap_mask)}
 
 
