@@ -547,6 +547,7 @@ def segment(
         for line in mask_set.describe():
             err_console.print(f"  {_as_flags(line)}", highlight=False, soft_wrap=True)
         err_console.print(f"  {_describe_refiner(config.refiner)}", highlight=False, soft_wrap=True)
+        err_console.print(f"  {_describe_target_features(config.target_features)}", highlight=False, soft_wrap=True)
         # the bar shows from the first frame on, not while a --resume is checked
         with _frame_bar(info.num_frames) as tick:
             result = run_segment(
@@ -1044,6 +1045,16 @@ def _describe_refiner(spec: Optional[str]) -> str:
         why = "--refiner none" if spec is None else "no trained refiner weights ship with this version"
         return f"refiner: none ({why}); target-model scores are upsampled bilinearly"
     return f"refiner: {path} (sha256 {sha[:12] if sha else 'missing'}…)"
+
+
+def _describe_target_features(spec: Optional[str]) -> str:
+    """One line saying which learned target-model features a run uses."""
+    from vossegcli.engine.target_features import target_features_file
+
+    path, sha = target_features_file(spec)
+    if path is None:
+        return "target features: none (the target models read the backbone's stride-16 features)"
+    return f"target features: {path} (sha256 {sha[:12] if sha else 'missing'}…)"
 
 
 def _refiner_info() -> dict:
