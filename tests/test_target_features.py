@@ -152,3 +152,21 @@ def test_backbone_features_entry_point_matches_the_levels_one():
     s8, s16, s32 = _levels(1)
     feats = BackboneFeatures(s4=torch.zeros(1, 24, 24, 32), s8=s8, s16=s16, s32=s32)
     assert torch.equal(adapter(feats), adapter.forward_levels(s8, s16, s32))
+
+
+def test_cli_target_features_option_none_and_missing_file(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from vossegcli.cli import app
+
+    runner = CliRunner()
+    missing = runner.invoke(app, ["segment", "--out", str(tmp_path / "a"), "--target-features", str(tmp_path / "no.pt")])
+    assert missing.exit_code == 2 and "--target-features none" in missing.output
+    assert not (tmp_path / "a").exists()  # nothing half-written
+    done = runner.invoke(app, ["segment", "--out", str(tmp_path / "b"), "--target-features", "none"])
+    assert done.exit_code == 0, done.output
+    record = json.loads((tmp_path / "b" / ".vosseg-run.json").read_text())
+    assert "--target-features none" in record["command"]
+    assert record["identity"]["engine"]["target_features"] is None

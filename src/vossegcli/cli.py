@@ -68,6 +68,7 @@ def _check_install() -> None:
 _FLAG_WORDS = [
     (re.compile(r"\b(force|resume|snap_mask)=True\b"), lambda m: "--" + m[1].replace("_", "-")),
     (re.compile(r"\brefiner=None\b"), lambda m: "--refiner none"),
+    (re.compile(r"\btarget_features=None\b"), lambda m: "--target-features none"),
     (re.compile(r"\b(device|precision|preset|data)='([^']*)'"), lambda m: f"--{m[1]} {m[2]}"),
     (re.compile(r"\b(max_size)=(\d+)"), lambda m: f"--max-size {m[2]}"),
     (re.compile(r"\bmax_size\b"), lambda m: "--max-size"),
@@ -138,6 +139,11 @@ class EngineOptions:
     refiner = typer.Option(
         "default", metavar="default|none|FILE", help="Edge refinement: default (the bundled network), a .pt file of your own, or none (faster, "
         "blockier edges).",
+    )
+    target_features = typer.Option(
+        "default", "--target-features", metavar="default|none|FILE",
+        help="What the per-object target models read: default (the bundled learned features), a .pt file from "
+        "`vosseg train-target-features`, or none (the backbone's features alone, as FRTM-VOS).",
     )
     precision = typer.Option(
         "auto", help="Arithmetic of the backbone and refiner: auto (bf16 where the CPU or GPU computes it natively, "
@@ -218,7 +224,7 @@ def _segment_command(
     input_path: Optional[Path], masks: Optional[List[str]], out: Path, device: str, preset: str, augment: Optional[int],
     fill: Optional[str], update: bool, seed: int, max_size: int, snap_mask: bool, refiner: str = "default",
     precision: str = "auto", deterministic: bool = False, state_every: int = 50, absence: bool = True,
-    bidirectional: bool = False, auto: Optional[list[str]] = None,
+    bidirectional: bool = False, auto: Optional[list[str]] = None, target_features: str = "default",
 ) -> str:
     """The shell command that reruns this segment call (for the resume hint and .vosseg-run.json)."""
     from vossegcli.run.inputs import DEFAULT_MAX_SIZE
@@ -241,6 +247,8 @@ def _segment_command(
         parts += ["--seed", str(seed)]
     if refiner != "default":
         parts += ["--refiner", refiner]
+    if target_features != "default":
+        parts += ["--target-features", target_features]
     if max_size != DEFAULT_MAX_SIZE:
         parts += ["--max-size", str(max_size)]
     if snap_mask:
@@ -316,6 +324,7 @@ def _segment_auto(
     force: bool, resume: bool, max_size: int, preset: str, augment: Optional[int], fill: Optional[str], update: bool,
     seed: int, refiner: str, precision: str, deterministic: bool, state_every: int, absence: bool, bidirectional: bool,
     json_out: bool, auto: bool, auto_mode: str, references: int, seed_window: int, dry_run: bool, objects: str = "1",
+    target_features: str = "default",
 ) -> None:
     """``vosseg segment --auto``: find the primary object (see :mod:`vossegcli.run.auto`)."""
     from vossegcli.run.auto import AutoConfig, load_primary_segmenter, propose, segment_auto, write_proposal
@@ -332,7 +341,7 @@ def _segment_auto(
             input_path = sample_paths().video
         if auto_mode == "cosnet" and bidirectional:
             raise VossegError("--bidirectional needs --auto-mode seed (cosnet segments every frame on its own)")
-        config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence)
+        config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence, target_features)
         if objects.strip().lower() == "all":
             count = 0
         elif objects.strip().isdigit() and int(objects) >= 1:
@@ -387,7 +396,7 @@ def _segment_auto(
             ["--objects", "all" if count == 0 else str(count)] if count != 1 else [])
         command = _segment_command(
             input_path, None, out, device, preset, augment, fill, update, seed, max_size, False, refiner, precision,
-            deterministic, state_every, absence, bidirectional, flags,
+            deterministic, state_every, absence, bidirectional, flags, target_features=target_features,
         )
         extra = {} if auto_mode == "cosnet" else {
             "deterministic": deterministic, "state_every": state_every, "bidirectional": bidirectional}
@@ -463,6 +472,7 @@ def segment(
     update: bool = EngineOptions.update,
     seed: int = EngineOptions.seed,
     refiner: str = EngineOptions.refiner,
+    target_features: str = EngineOptions.target_features,
     precision: str = EngineOptions.precision,
     deterministic: bool = EngineOptions.deterministic,
     state_every: int = typer.Option(
@@ -522,16 +532,16 @@ def segment(
         _segment_auto(
             input_path, mask, out, device, report, force, resume, max_size, preset, augment, fill, update, seed, refiner,
             precision, deterministic, state_every, absence, bidirectional, json_out, auto, auto_mode, references,
-            seed_window, dry_run, objects,
+            seed_window, dry_run, objects, target_features=target_features,
         )
         return
     with _segment_errors(), _stop_on_signals():
-        config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence)
+        config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence, target_features)
         input_path, masks = _sample_defaults(input_path, mask)
         out = out if out is not None else _default_out(input_path)
         command = _segment_command(
             given_input, given_masks, out, device, preset, augment, fill, update, seed, max_size, snap_mask, refiner,
-            precision, deterministic, state_every, absence, bidirectional,
+            precision, deterministic, state_every, absence, bidirectional, target_features=target_features,
         )
         reader, mask_set = load_inputs(input_path, masks, snap=snap_mask)
         info = reader.info
@@ -778,6 +788,7 @@ def benchmark(
     update: bool = EngineOptions.update,
     seed: int = EngineOptions.seed,
     refiner: str = EngineOptions.refiner,
+    target_features: str = EngineOptions.target_features,
     precision: str = EngineOptions.precision,
     deterministic: bool = EngineOptions.deterministic,
     absence: bool = EngineOptions.absence,
@@ -789,7 +800,7 @@ def benchmark(
     from vossegcli.run.benchmark import run_benchmark
 
     try:
-        config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence)
+        config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence, target_features)
         input_path, masks = _sample_defaults(input_path, mask)
         with _progress() as bar:
             task = bar.add_task("benchmark", total=None)

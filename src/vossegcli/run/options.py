@@ -11,7 +11,7 @@ from vossegcli.errors import VossegError
 
 def engine_config(
     preset: str, augment: Optional[int], fill: Optional[str], update: bool, seed: int, refiner: str = "default",
-    precision: str = "auto", absence: bool = True,
+    precision: str = "auto", absence: bool = True, target_features: str = "default",
 ):
     """The engine configuration of ``vosseg segment``'s options (VossegError for an invalid one)."""
 
@@ -37,5 +37,6 @@ def engine_config(
     return replace(
         config, augment=aug, update_interval=config.update_interval if update else 0,
         refiner=None if refiner.lower() == "none" else refiner, precision=precision,
+        target_features=None if target_features.lower() == "none" else target_features,
         presence=config.presence if absence else replace(config.presence, enabled=False, spatial_prior=False),
     )
