@@ -234,8 +234,7 @@ class AdapterTrainer:
         adapter = adapter or self.adapter
         was = adapter.training
         adapter.eval()
-        with torch.enable_grad():  # the solver differentiates nothing here, but keep autograd on for safety
-            values = [self.item_loss(c, o, r, t, seed=1000 + i, adapter=adapter).item() for i, (c, o, r, t) in enumerate(items)]
+        values = [self.item_loss(c, o, r, t, seed=1000 + i, adapter=adapter).item() for i, (c, o, r, t) in enumerate(items)]
         adapter.train(was)
         return sum(values) / len(values)
 
