@@ -5,7 +5,9 @@ import json
 import pytest
 import torch
 
-from vossegcli.engine.refiner import WEIGHTS_DIR, default_refiner_path, load_refiner, sha256_of
+from vossegcli.engine.refiner import load_refiner
+from vossegcli.engine.weights import WEIGHTS_DIR, shipped_path, weights_file
+from vossegcli.files import sha256_of
 from vossegcli.engine.segmenter import Segmenter, SegmenterConfig
 
 
@@ -15,7 +17,7 @@ def entry():
 
 
 def test_manifest_describes_the_shipped_refiner(entry):
-    path = default_refiner_path()
+    path = shipped_path("refiner")
     assert path is not None and path.name == entry["file"]
     assert sha256_of(path) == entry["sha256"]
     assert path.stat().st_size < 20 * 2**20
@@ -56,7 +58,7 @@ def test_shipped_refiner_improves_the_bundled_sample_over_the_target_models_alon
 
 
 def test_shipped_refiner_loads_and_is_the_default():
-    refiner = load_refiner(default_refiner_path())
+    refiner = load_refiner(shipped_path("refiner"))
     assert not refiner.training
     assert all(torch.isfinite(p).all() for p in refiner.parameters())
     segmenter = Segmenter(SegmenterConfig(), device="cpu")
@@ -75,10 +77,10 @@ def test_info_shows_the_refiner_with_a_matching_sha256():
 
 
 def test_manifest_describes_the_shipped_target_features_and_the_default_engine_uses_them():
-    from vossegcli.engine.target_features import load_target_features, target_features_file
+    from vossegcli.engine.target_features import load_target_features
 
     meta = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["target_features"]
-    path, sha = target_features_file("default")
+    path, sha = weights_file("target_features", "default")
     assert path is not None and path.name == meta["file"] and sha == meta["sha256"]
     assert path.stat().st_size < 20 * 2**20
     for key in ("training_data", "steps", "command", "wall_time", "device", "scores", "license"):

@@ -116,14 +116,14 @@ def test_train_with_a_region_loss_records_it_and_refuses_an_unknown_one(tmp_path
 def test_train_with_evidence_attention_and_convex_upsampler_from_the_shipped_refiner(tmp_path):
     """Three-frame training path of the extended refiner: it starts from the shipped weights and
     saves a refiner whose config names its inputs; a wrong --evidence is refused in one line."""
-    from vossegcli.engine.refiner import default_refiner_path
+    from vossegcli.engine.weights import shipped_path
 
     runner = CliRunner()
     out = tmp_path / "run"
     args = ["train", "--data", "sample", "--out", str(out), "--device", "cpu", "--batch-size", "2",
             "--val-frames", "4", "--crop", "128", "--steps", "2", "--evidence", "gdm,dam", "--attention",
             "--upsampler", "convex"]
-    if default_refiner_path() is not None:
+    if shipped_path("refiner") is not None:
         args += ["--init", "default"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -132,3 +132,58 @@ def test_train_with_evidence_attention_and_convex_upsampler_from_the_shipped_ref
     assert refiner.config.upsampler == "convex"
     result = runner.invoke(app, ["train", "--data", "sample", "--out", str(tmp_path / "bad"), "--evidence", "flow"])
     assert result.exit_code != 0 and "unknown evidence flow" in result.output
+
+
+def _tiny_clip():
+    import numpy as np
+
+    from vossegcli.train.data import Clip
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(2)]
+    label = np.zeros((128, 128), np.uint8)
+    label[32:96, 40:100] = 1
+    for f in frames:
+        f[32:96, 40:100] = (200, 40, 40)
+    return Clip("tiny", frames, [label, label.copy()])
+
+
+def test_training_target_models_follow_the_adapter_and_share_the_cached_features(tmp_path):
+    """With an adapter, the cached target models read its 184 channels and are stored under its
+    sha256 beside the shared features; without one, they read the 120 stride-16 channels."""
+    from dataclasses import replace
+
+    from vossegcli.engine.backbone import Backbone
+    from vossegcli.engine.segmenter import preset_config
+    from vossegcli.engine.target_features import load_target_features
+    from vossegcli.engine.weights import shipped_path, weights_file
+    from vossegcli.train.trainer import FeatureCache, d_features
+
+    path, sha = weights_file("target_features", "default")
+    assert path is not None, "the shipped adapter is in weights/"
+    adapter = load_target_features(path)
+    engine = replace(preset_config("default", seed=0), augment=replace(preset_config("default").augment, num_samples=2))
+    backbone = Backbone().eval()
+    clip = _tiny_clip()
+    with torch.no_grad():
+        learned = FeatureCache(tmp_path, backbone, engine, torch.device("cpu"), adapter, sha).build(clip, [0], 0)
+    assert (tmp_path / f"tiny.targets-{sha[:12]}.pt").is_file() and (tmp_path / "tiny.pt").is_file()
+    assert learned.targets[(0, 1)][0].shape[1] == adapter.channels == 184
+    x = d_features(learned.features[1], adapter, engine.feature_scale)
+    assert x.shape[:2] == (1, 184)
+    assert torch.equal(x[:, :120], learned.features[1]["s16"][None].float() * engine.feature_scale)
+
+    with torch.no_grad():
+        plain = FeatureCache(tmp_path, backbone, engine, torch.device("cpu")).build(clip, [0], 0)
+    assert plain.targets[(0, 1)][0].shape[1] == 120
+    assert all(torch.equal(a["s16"], b["s16"]) for a, b in zip(plain.features, learned.features))  # shared
+    again = FeatureCache(tmp_path, backbone, engine, torch.device("cpu"), adapter, sha).build(clip, [0], 0)
+    assert torch.equal(again.targets[(0, 1)][0], learned.targets[(0, 1)][0])  # read back from the cache
+    assert shipped_path("target_features") == path
+
+
+def test_train_with_a_missing_adapter_names_the_file(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--data", "sample", "--out", str(tmp_path / "r"), "--steps", "1",
+                                      "--target-features", str(tmp_path / "nope.pt")])
+    assert result.exit_code == 2, result.output
+    assert "nope.pt" in result.output and "--target-features" in result.output

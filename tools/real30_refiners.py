@@ -2,6 +2,7 @@
 then one per fold, started from it, on the other 24 real sequences + synthetic clips.
 
     python tools/real30_refiners.py runs/r30 [--synthetic-steps 2000] [--fold-steps 300] [--only synthetic|folds|cache]
+        [--target-features none|DIR] [--synthetic FILE] [--cache DIR]
 
 Writes runs/r30/synthetic.pt and runs/r30/fold0.pt … fold4.pt (and a log of each run's loss curve,
 runs/r30/<name>/history.json). All runs share one feature cache (runs/r30/cache); a finished run
@@ -51,20 +52,30 @@ def main() -> None:
     ap.add_argument("--fold-steps", type=int, default=300)
     ap.add_argument("--only", choices=("synthetic", "folds", "cache"), default=None)
     ap.add_argument("--folds", type=int, nargs="*", default=list(range(FOLDS)))
+    ap.add_argument("--target-features", default="none", metavar="none|DIR",
+                    help="none: D on the backbone's features alone; DIR: fold K's refiner learns from the scores of D "
+                    "on DIR/foldK.pt's learned features (tools/real30.py --target-features DIR)")
+    ap.add_argument("--synthetic", type=Path, default=None, help="the synthetic refiner the folds start from "
+                    "(default OUT/synthetic.pt)")
+    ap.add_argument("--cache", type=Path, default=None, help="feature cache (default OUT/cache)")
     args = ap.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    cache = str(out / "cache")
+    cache = str(args.cache or out / "cache")
+    synthetic = args.synthetic or out / "synthetic.pt"
     base = dict(data=str(args.data), cache=cache, seed=0)
+    adapter = (lambda k: "none") if args.target_features == "none" else \
+        (lambda k: str(Path(args.target_features) / f"fold{k}.pt"))
     if args.only == "cache":  # the real sequences' features and target models, for the fold runs
-        RefinerTrainer(TrainConfig(**base, real="all", synthetic_ratio=0.0), out / "cache-build", torch.device("cpu")).prepare()
+        RefinerTrainer(TrainConfig(**base, real="all", synthetic_ratio=0.0, target_features="none"), out / "cache-build", torch.device("cpu")).prepare()
         return
     if args.only in (None, "synthetic"):
-        train(out, "synthetic", TrainConfig(**base, steps=args.synthetic_steps, real="none", synthetic_ratio=1.0))
+        train(out, "synthetic", TrainConfig(**base, steps=args.synthetic_steps, real="none", synthetic_ratio=1.0,
+                                            target_features="none"))
     if args.only in (None, "folds"):
         for k in args.folds:
             train(out, f"fold{k}", TrainConfig(**base, steps=args.fold_steps, real=f"fold:{k}", synthetic_ratio=0.5,
-                                               init=str(out / "synthetic.pt")))
+                                               init=str(synthetic), target_features=adapter(k)))
 
 
 if __name__ == "__main__":

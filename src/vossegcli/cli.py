@@ -982,6 +982,11 @@ def train(
         "all, or fold:K (all 30 but real30's fold K, K = 0..4; validation on fold K).",
     ),
     cache: Optional[Path] = typer.Option(None, help="Feature cache folder to use (default OUT/cache); runs can share one."),
+    target_features: str = typer.Option(
+        "default", "--target-features", metavar="default|none|FILE",
+        help="The learned target-model features whose target-model scores the refiner learns from: default (the "
+        "shipped adapter, what segment uses), a file from `vosseg train-target-features`, or none.",
+    ),
     threads: int = EngineOptions.threads,
 ) -> None:
     """Train the refinement network on davis16-train `train` + synthetic clips (ECSSD, optionally DUTS-TR)."""
@@ -997,13 +1002,14 @@ def train(
         refiner_width=width, val_every=val_every, val_frames=val_frames, seed=seed, data=data,
         synthetic_data=synthetic_data, synthetic_motion=synthetic_motion, loss=loss, evidence=evidence,
         attention=attention, upsampler=upsampler, init=init, real=real, cache=str(cache) if cache else "",
+        target_features=target_features,
     )
     if real == "none" and synthetic_ratio < 1:
         config.synthetic_ratio = 1.0  # nothing real to draw from
     if init == "default":
-        from vossegcli.engine.refiner import default_refiner_path
+        from vossegcli.engine.weights import shipped_path
 
-        shipped = default_refiner_path()
+        shipped = shipped_path("refiner")
         if shipped is None:
             _fail(VossegError("--init default: no shipped refiner weights in weights/; pass a file"))
         config.init = str(shipped)
@@ -1049,9 +1055,9 @@ def train(
 
 def _describe_refiner(spec: Optional[str]) -> str:
     """One line saying which refiner weights a run uses."""
-    from vossegcli.engine.refiner import refiner_file
+    from vossegcli.engine.weights import weights_file
 
-    path, sha = refiner_file(spec)
+    path, sha = weights_file("refiner", spec)
     if path is None:
         why = "--refiner none" if spec is None else "no trained refiner weights ship with this version"
         return f"refiner: none ({why}); target-model scores are upsampled bilinearly"
@@ -1060,32 +1066,20 @@ def _describe_refiner(spec: Optional[str]) -> str:
 
 def _describe_target_features(spec: Optional[str]) -> str:
     """One line saying which learned target-model features a run uses."""
-    from vossegcli.engine.target_features import target_features_file
+    from vossegcli.engine.weights import weights_file
 
-    path, sha = target_features_file(spec)
+    path, sha = weights_file("target_features", spec)
     if path is None:
         return "target features: none (the target models read the backbone's stride-16 features)"
     return f"target features: {path} (sha256 {sha[:12] if sha else 'missing'}…)"
 
 
 def _refiner_info() -> dict:
-    from vossegcli.engine.refiner import WEIGHTS_DIR
-    from vossegcli.engine.refiner import refiner_file
+    from vossegcli.engine.weights import shipped_info
 
-    path, sha = refiner_file("default")
-    if path is None:
-        return {"role": "refiner", "name": "none shipped: target-model scores are upsampled bilinearly"}
-    entry = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["refiner"]
-    return {
-        "role": "refiner",
-        "name": entry.get("name", "vosseg refiner"),
-        "training": f"{entry.get('steps')} steps of `{entry.get('command')}`",
-        "file": str(path),
-        "sha256": sha,
-        "manifest_sha256_matches": sha == entry.get("sha256"),
-        "scores": {k: v for k, v in (entry.get("scores") or {}).items() if k in ("val", "val-synth", "mean")},
-        "license": entry.get("license", "Apache-2.0"),
-    }
+    return shipped_info("refiner", "refiner", "none shipped: target-model scores are upsampled bilinearly",
+                        scores=lambda e: {k: v for k, v in (e.get("scores") or {}).items()
+                                          if k in ("val", "val-synth", "mean")})
 
 
 @app.command(
@@ -1145,43 +1139,17 @@ def train_target_features(
 
 
 def _target_features_info() -> dict:
-    from vossegcli.engine.refiner import WEIGHTS_DIR
-    from vossegcli.engine.target_features import target_features_file
+    from vossegcli.engine.weights import shipped_info
 
-    path, sha = target_features_file("default")
-    if path is None:
-        return {"role": "target-model features", "name": "none shipped: the target models read the backbone's features"}
-    entry = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["target_features"]
-    return {
-        "role": "target-model features",
-        "name": entry.get("name", "vosseg learned target-model features"),
-        "training": f"{entry.get('steps')} steps of `{entry.get('command')}`",
-        "file": str(path),
-        "sha256": sha,
-        "manifest_sha256_matches": sha == entry.get("sha256"),
-        "license": entry.get("license", "Apache-2.0"),
-    }
+    return shipped_info("target_features", "target-model features",
+                        "none shipped: the target models read the backbone's features")
 
 
 def _primary_info() -> dict:
-    from vossegcli.engine.primary import default_primary_path
-    from vossegcli.engine.refiner import WEIGHTS_DIR, sha256_of
+    from vossegcli.engine.weights import shipped_info
 
-    path = default_primary_path()
-    if path is None:
-        return {"role": "primary object (--auto)", "name": "none shipped: --auto is unavailable"}
-    entry = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["primary"]
-    sha = sha256_of(path)
-    return {
-        "role": "primary object (--auto)",
-        "name": entry.get("name", "vosseg primary-object network"),
-        "training": f"{entry.get('steps')} steps of `{entry.get('command')}`",
-        "file": str(path),
-        "sha256": sha,
-        "manifest_sha256_matches": sha == entry.get("sha256"),
-        "scores": entry.get("scores", {}).get("summary", {}),
-        "license": entry.get("license", "Apache-2.0"),
-    }
+    return shipped_info("primary", "primary object (--auto)", "none shipped: --auto is unavailable",
+                        scores=lambda e: (e.get("scores") or {}).get("summary", {}))
 
 
 @app.command(

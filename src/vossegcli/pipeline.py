@@ -15,10 +15,10 @@ from vossegcli.run.outputs import clean_temporary_files, prepare_output_dir
 from vossegcli.run.report import SegmentationRun, environment_info, peak_memory_mb, weights_info
 from vossegcli.run.resume import RUN_FILE, run_identity
 from vossegcli.run.segment import ProgressFn, segment
-from vossegcli.engine.refiner import refiner_file
+from vossegcli.engine.weights import weights_file
 
 __all__ = [
     "DEFAULT_MAX_SIZE", "RUN_FILE", "Interrupted", "ProgressFn", "RunInterrupted", "SegmentationRun",
     "clean_temporary_files", "environment_info", "internal_size", "load_inputs", "peak_memory_mb",
-    "prepare_output_dir", "refiner_file", "run_benchmark", "run_identity", "segment", "weights_info",
+    "prepare_output_dir", "weights_file", "run_benchmark", "run_identity", "segment", "weights_info",
 ]

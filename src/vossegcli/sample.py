@@ -30,7 +30,8 @@ from PIL import Image
 
 from vossegcli.errors import InputError
 from vossegcli.io.overlay import encode_mp4
-from vossegcli.io.palette import PendingFile, davis_palette, write_label_png
+from vossegcli.files import PendingFile
+from vossegcli.io.palette import davis_palette, write_label_png
 
 WIDTH, HEIGHT = 320, 240
 FPS = 24

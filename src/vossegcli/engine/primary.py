@@ -24,7 +24,6 @@ Shapes: B frames, C = ``config.channels``, (h, w) the stride-16 grid of the fram
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,7 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
-from vossegcli.engine.refiner import WEIGHTS_DIR, Refiner, sha256_of
+from vossegcli.engine.refiner import Refiner
+from vossegcli.files import atomic_torch_save
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ class PrimaryObjectNet(nn.Module):
 
 # -- weights files ---------------------------------------------------------------------------------
 def save_primary(net: PrimaryObjectNet, path: Path, meta: dict | None = None) -> None:
-    torch.save({"config": net.config.as_dict(), "state_dict": net.state_dict(), "meta": meta or {}}, path)
+    atomic_torch_save({"config": net.config.as_dict(), "state_dict": net.state_dict(), "meta": meta or {}}, path)
 
 
 def load_primary(path: Path, device: torch.device | str = "cpu") -> PrimaryObjectNet:
@@ -151,20 +151,6 @@ def load_primary(path: Path, device: torch.device | str = "cpu") -> PrimaryObjec
     net = PrimaryObjectNet(PrimaryConfig(**blob["config"]))
     net.load_state_dict(blob["state_dict"])
     return net.to(device).eval()
-
-
-def default_primary_path() -> Path | None:
-    """The shipped primary-object weights (weights/manifest.json, entry "primary"), or None."""
-    manifest = WEIGHTS_DIR / "manifest.json"
-    try:
-        entry = json.loads(manifest.read_text()).get("primary")
-    except (OSError, ValueError):
-        return None
-    if not entry:
-        return None
-    path = WEIGHTS_DIR / entry["file"]
-    return path if path.is_file() else None
-
 
 
 # -- inference: frames in, probabilities out --------------------------------------------------------

@@ -29,10 +29,7 @@ for CPU cost, see docs/RESULTS.md).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
-from os import PathLike
 from pathlib import Path
 
 import torch
@@ -43,6 +40,7 @@ from torch import Tensor
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
 from vossegcli.engine.evidence import check_kinds, evidence_channels
 from vossegcli.engine.geometry import upsample_scores
+from vossegcli.files import atomic_torch_save
 
 LEVELS = ("s32", "s16", "s8", "s4")  # deep to shallow
 
@@ -398,20 +396,9 @@ def load_partial(refiner: Refiner, state_dict: dict[str, Tensor]) -> list[str]:
 
 
 # -- weights files -------------------------------------------------------------------------------
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_refiner(refiner: Refiner, path: Path, meta: dict | None = None) -> None:
     """Save the refiner's state dict with its config (and optional metadata) to ``path``."""
-    torch.save({"config": refiner.config.as_dict(), "state_dict": refiner.state_dict(), "meta": meta or {}}, path)
+    atomic_torch_save({"config": refiner.config.as_dict(), "state_dict": refiner.state_dict(), "meta": meta or {}}, path)
 
 
 def load_refiner(path: Path, device: torch.device | str = "cpu") -> Refiner:
@@ -422,40 +409,3 @@ def load_refiner(path: Path, device: torch.device | str = "cpu") -> Refiner:
     refiner = Refiner(RefinerConfig(**config))
     refiner.load_state_dict(blob["state_dict"])
     return refiner.to(device).eval()
-
-
-def default_refiner_path() -> Path | None:
-    """The shipped refiner weights (listed in weights/manifest.json), or None if none ship."""
-    manifest = WEIGHTS_DIR / "manifest.json"
-    if not manifest.is_file():
-        return None
-    entry = json.loads(manifest.read_text()).get("refiner")
-    if not entry:
-        return None
-    path = WEIGHTS_DIR / entry["file"]
-    return path if path.is_file() else None
-
-
-def refiner_file(spec, with_sha256: bool = True) -> tuple[Path | None, str | None]:
-    """The refiner weights file a config's ``refiner`` field names, and its sha256.
-
-    ``spec``: "default" (the shipped weights: ``(None, None)`` when none ship), a path (str or
-    PathLike, ``~`` expanded), or None / "none" / "" (no refiner) and anything else (a Refiner
-    given in-process): ``(None, None)``. The sha256 is None when the file is missing or unreadable;
-    the path is still returned then, for messages. This is the one place that resolves the spec.
-    """
-    if isinstance(spec, str) and spec not in ("", "none"):
-        try:
-            path = default_refiner_path() if spec == "default" else Path(spec).expanduser()
-        except (OSError, ValueError, KeyError, TypeError):  # an unreadable weights/manifest.json
-            return None, None
-    elif isinstance(spec, PathLike):
-        path = Path(spec).expanduser()
-    else:
-        return None, None
-    if path is None:
-        return None, None
-    try:
-        return path, sha256_of(path) if with_sha256 and path.is_file() else None
-    except OSError:
-        return path, None

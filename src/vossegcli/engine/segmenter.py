@@ -66,9 +66,10 @@ from vossegcli.engine.presence import (
     frame_descriptor, ownership_penalties,
 )
 from vossegcli.engine.reid import mask_boxes, region_embeddings
-from vossegcli.engine.refiner import Refiner, load_refiner, refiner_file
+from vossegcli.engine.refiner import Refiner, load_refiner
 from vossegcli.engine.state import StageTimes, VideoState
-from vossegcli.engine.target_features import TargetFeatures, load_target_features, target_features_file
+from vossegcli.engine.target_features import TargetFeatures, load_target_features
+from vossegcli.engine.weights import weights_file
 from vossegcli.engine.target_model import (
     BatchedSamples, BatchedTargetProblem, TargetModel, UpsampleOperator, from_batched_weights, project_frame,
     score_projected_batched, to_batched_weights,
@@ -161,7 +162,7 @@ def resolve_refiner(spec: str | None, device: torch.device) -> Refiner | None:
     """The refiner named by a config's ``refiner`` field ("default", a path, or None)."""
     if spec is None or spec == "none":
         return None
-    path, _ = refiner_file(spec, with_sha256=False)
+    path, _ = weights_file("refiner", spec, with_sha256=False)
     if path is None:
         return None
     if not path.is_file():
@@ -176,7 +177,7 @@ def resolve_target_features(spec: str | None, device: torch.device) -> TargetFea
     """The adapter named by a config's ``target_features`` field ("default", a path, or None)."""
     if spec is None or spec == "none":
         return None
-    path, _ = target_features_file(spec, with_sha256=False)
+    path, _ = weights_file("target_features", spec, with_sha256=False)
     if path is None:
         return None
     if not path.is_file():

@@ -27,8 +27,6 @@ another engine configuration or format.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,6 +37,7 @@ from vossegcli.engine.evidence import AppearanceEvidence
 from vossegcli.engine.memory import SampleMemory
 from vossegcli.engine.objects import ObjectManager
 from vossegcli.engine.presence import FrameDiagnostics, PresenceState
+from vossegcli.files import atomic_torch_save
 
 #: Bumped whenever the saved layout changes; older files are refused (the run falls back to re-seeding).
 STATE_FORMAT = 3
@@ -118,21 +117,7 @@ class VideoState:
 
     def save(self, path: str | Path) -> int:
         """Write the state atomically to ``path``; returns the file size in bytes."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(self.state_dict(), handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        return path.stat().st_size
+        return atomic_torch_save(self.state_dict(), path, fsync=True)
 
     @classmethod
     def from_state_dict(cls, blob: dict, device: torch.device | str = "cpu") -> "VideoState":

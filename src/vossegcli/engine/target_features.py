@@ -16,8 +16,6 @@ unchanged; they see C = 120 + out channels instead of 120. The adapter is traine
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vossegcli.engine.backbone import BackboneFeatures
+from vossegcli.files import atomic_torch_save
 
 LEVELS = {"s8": 48, "s16": 120, "s32": 352}  #: EfficientNet-Lite2 channels of the levels read
 
@@ -95,11 +94,7 @@ class TargetFeatures(nn.Module):
 
 
 def save_target_features(module: TargetFeatures, path: Path, meta: dict | None = None) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"config": module.config.as_dict(), "state_dict": module.state_dict(), "meta": meta or {}}, tmp)
-    tmp.replace(path)
+    atomic_torch_save({"config": module.config.as_dict(), "state_dict": module.state_dict(), "meta": meta or {}}, path)
 
 
 def load_target_features(path: Path, device: torch.device | str = "cpu") -> TargetFeatures:
@@ -107,27 +102,3 @@ def load_target_features(path: Path, device: torch.device | str = "cpu") -> Targ
     module = TargetFeatures(TargetFeaturesConfig(**blob["config"]))
     module.load_state_dict(blob["state_dict"])
     return module.to(device).eval()
-
-
-def default_target_features_path() -> Path | None:
-    """The shipped adapter (``target_features`` in weights/manifest.json), or None if none ships."""
-    from vossegcli.engine.refiner import WEIGHTS_DIR
-
-    manifest = WEIGHTS_DIR / "manifest.json"
-    entry = json.loads(manifest.read_text()).get("target_features") if manifest.is_file() else None
-    path = WEIGHTS_DIR / entry["file"] if entry else None
-    return path if path is not None and path.is_file() else None
-
-
-def target_features_file(spec, with_sha256: bool = True) -> tuple[Path | None, str | None]:
-    """The adapter file a config's ``target_features`` field names, and its sha256: "default" (the
-    shipped one; ``(None, None)`` when none ships), a path, or None / "none" (no adapter)."""
-    if spec is None or spec in ("none", ""):
-        return None, None
-    path = default_target_features_path() if spec == "default" else Path(spec).expanduser()
-    if path is None:
-        return None, None
-    sha = None
-    if with_sha256 and path.is_file():
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    return path, sha

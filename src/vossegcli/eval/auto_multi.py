@@ -36,7 +36,8 @@ from vossegcli.eval.synth import (
     HEIGHT, WIDTH, _background, _linear, _Pool, _Track, composite_frame, default_cache as synth_cache,
     duts_root,
 )
-from vossegcli.io.palette import VOID_ID, atomic_write, davis_palette, read_label_png, write_label_png
+from vossegcli.files import atomic_write
+from vossegcli.io.palette import VOID_ID, davis_palette, read_label_png, write_label_png
 
 GENERATOR_VERSION = 1
 SYNTH_CLIPS = 12

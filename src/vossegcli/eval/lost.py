@@ -33,7 +33,8 @@ import numpy as np
 from PIL import Image
 
 from vossegcli.eval.synth import HEIGHT, WIDTH, Cutout, _background, _Pool, _Track, composite_frame, duts_root
-from vossegcli.io.palette import atomic_write, write_label_png
+from vossegcli.files import atomic_write
+from vossegcli.io.palette import write_label_png
 from vossegcli.io.video import FrameReader
 
 GENERATOR_VERSION = 1

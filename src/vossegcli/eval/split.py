@@ -17,7 +17,7 @@ from vossegcli.engine.segmenter import SegmenterConfig, preset_config
 from vossegcli.errors import InputError
 from vossegcli.eval.datasets import dataset_root
 from vossegcli.eval.davis import EvalResult, evaluate
-from vossegcli.engine.refiner import refiner_file
+from vossegcli.engine.weights import weights_file
 from vossegcli.run.segment import segment
 
 
@@ -113,7 +113,7 @@ def ablation_variants(seed: int = 0) -> dict[str, SegmenterConfig]:
         variants[f"{preset}: first frame only"] = first_only
         variants[f"{preset}: + augmentation"] = replace(full, update_interval=0)
         variants[f"{preset}: + memory updates"] = full
-        if refiner_file("default")[0] is not None:
+        if weights_file("refiner", "default")[0] is not None:
             variants[f"{preset}: + refiner"] = replace(full, refiner="default")
     return variants
 

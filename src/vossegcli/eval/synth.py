@@ -35,7 +35,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from vossegcli.eval.datasets import dataset_root
-from vossegcli.io.palette import atomic_write, write_label_png
+from vossegcli.files import atomic_write
+from vossegcli.io.palette import write_label_png
 
 #: Bump when the rendering changes: cached clips of another version are rebuilt.
 GENERATOR_VERSION = 2  # 2: + crowd (the other scenarios' clips are unchanged)

@@ -17,7 +17,8 @@ import numpy as np
 from PIL import UnidentifiedImageError
 
 from vossegcli.errors import InputError, MaskError, OutputError, first_line
-from vossegcli.io.palette import VOID_ID, NotAnIdImage, PendingFile, davis_palette, read_label_png
+from vossegcli.files import PendingFile
+from vossegcli.io.palette import VOID_ID, NotAnIdImage, davis_palette, read_label_png
 from vossegcli.io.video import FOLDER_FPS, open_frames
 
 CONTOUR_WIDTH = 2

@@ -6,72 +6,15 @@ single-channel palette PNGs, which is what the DAVIS evaluation code reads.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
 
 import numpy as np
 from PIL import Image
 
+from vossegcli.files import atomic_write
+
 #: DAVIS's "void" label (object outlines, unlabelled pixels): not an object.
 VOID_ID = 255
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)  # the only way to read it; done once, at import, before any thread writes
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def default_file_mode() -> int:
-    """The permissions a new file gets under this process's umask (mkstemp's files are 0600)."""
-    return 0o666 & ~_UMASK
-
-
-class PendingFile:
-    """A new file for ``path`` written under a temporary name next to it, then renamed into place.
-
-    Creates the empty temporary ``.<stem>.<8 random chars><suffix>`` in ``path``'s folder;
-    :meth:`commit` gives it normal permissions (or ``mode``) and renames it to ``path``, so readers
-    see the old file, nothing, or the whole new file, never a truncated one; :meth:`discard` (call
-    it in a ``finally``) removes the temporary file unless it was committed. A killed process can
-    leave only the stray temporary file.
-    """
-
-    def __init__(self, path: Path, suffix: str = ".tmp"):
-        self.path = Path(path)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=suffix, dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(name)
-        self._committed = False
-
-    def commit(self, mode: int | None = None) -> None:
-        os.chmod(self.tmp, default_file_mode() if mode is None else mode)
-        os.replace(self.tmp, self.path)
-        self._committed = True
-
-    def discard(self) -> None:
-        if self._committed:
-            return
-        try:
-            self.tmp.unlink()
-        except OSError:
-            pass
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], mode: int | None = None) -> None:
-    """Write a file through ``write(handle)`` atomically (see :class:`PendingFile`)."""
-    pending = PendingFile(path)
-    try:
-        with open(pending.tmp, "wb") as handle:
-            write(handle)
-        pending.commit(mode)
-    finally:
-        pending.discard()
 
 
 def davis_palette() -> list[int]:

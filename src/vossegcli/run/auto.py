@@ -37,11 +37,14 @@ import torch
 from vossegcli.engine.backbone import Backbone
 from vossegcli.engine.device import resolve_device, resolve_precision
 from vossegcli.engine.mask_shape import label_parts, split_objects
-from vossegcli.engine.primary import PrimarySegmenter, default_primary_path, load_primary
-from vossegcli.engine.refiner import default_refiner_path, load_refiner, sha256_of
+from vossegcli.engine.primary import PrimarySegmenter, load_primary
+from vossegcli.engine.refiner import load_refiner
+from vossegcli.engine.weights import shipped_path
+from vossegcli.files import sha256_of
 from vossegcli.engine.segmenter import MAX_OBJECTS, Segmenter, SegmenterConfig
 from vossegcli.errors import DeviceError, InputError, Interrupted, OutputError, RunInterrupted, VossegError
-from vossegcli.io.palette import VOID_ID, atomic_write, davis_palette, write_label_png
+from vossegcli.files import atomic_write
+from vossegcli.io.palette import VOID_ID, davis_palette, write_label_png
 from vossegcli.io.prefetch import prefetch
 from vossegcli.io.video import FrameReader, open_frames
 from vossegcli.run.inputs import DEFAULT_MAX_SIZE, internal_size, resize_image, resize_labels
@@ -99,7 +102,7 @@ class AutoConfig:
 def primary_weights_file(spec: str) -> Path:
     """The primary-object weights a spec names; VossegError with the fix when missing."""
     if spec in ("", "default"):
-        path = default_primary_path()
+        path = shipped_path("primary")
         if path is None:
             raise VossegError("no primary-object weights are installed (weights/manifest.json lists none); reinstall vosseg")
         return path
@@ -118,7 +121,7 @@ def load_primary_segmenter(auto: AutoConfig, device: torch.device | str = "cpu",
         net = load_primary(path, device)
     except Exception as exc:  # unreadable or not ours
         raise VossegError(f"{path}: cannot load primary-object weights ({type(exc).__name__}); reinstall vosseg") from exc
-    refiner_path = default_refiner_path()
+    refiner_path = shipped_path("refiner")
     refiner = load_refiner(refiner_path, device) if refiner_path is not None else None
     device = torch.device(device)
     return PrimarySegmenter(net, refiner, backbone, device=device, dtype=resolve_precision(precision, device))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from vossegcli.engine.presence import FrameDiagnostics
-from vossegcli.io.palette import atomic_write
+from vossegcli.files import atomic_write
 
 DIAGNOSTICS_FILE = "diagnostics.jsonl"
 GONE = ("lost", "absent")

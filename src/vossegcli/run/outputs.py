@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from vossegcli.errors import OutputError
-from vossegcli.io.palette import atomic_write, write_label_png
+from vossegcli.files import atomic_write
+from vossegcli.io.palette import write_label_png
 from vossegcli.io.video import FrameReader
 from vossegcli.run.inputs import resize_labels
 

@@ -1,5 +1,5 @@
 """What a run reports (``--report``, ``--json``, ``vosseg info``): the run's numbers, peak memory,
-the environment and the weights in use (files resolved by :func:`vossegcli.engine.refiner.refiner_file`)."""
+the environment and the weights in use (files resolved by :func:`vossegcli.engine.weights.weights_file`)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ import torch
 from vossegcli import __version__
 from vossegcli.errors import OutputError
 from vossegcli.run.inputs import DEFAULT_MAX_SIZE
-from vossegcli.engine.refiner import refiner_file
-from vossegcli.engine.target_features import target_features_file
+from vossegcli.engine.weights import weights_file
 
 
 @dataclass
@@ -157,7 +156,7 @@ def _target_feature_weights(segmenter) -> dict | None:
     """Which learned target-model features the run used (None: the scaled stride-16 features)."""
     if getattr(segmenter, "target_features", None) is None:
         return None
-    path, sha = target_features_file(segmenter.config.target_features)
+    path, sha = weights_file("target_features", segmenter.config.target_features)
     return {"file": str(path), "sha256": sha}
 
 
@@ -165,5 +164,5 @@ def _refiner_weights(segmenter) -> dict | None:
     """Which refiner weights the run used (None: scores upsampled bilinearly, no refiner)."""
     if getattr(segmenter, "refiner", None) is None:
         return None
-    path, sha = refiner_file(segmenter.config.refiner)
+    path, sha = weights_file("refiner", segmenter.config.refiner)
     return {"file": str(path) if path else "given in-process", "sha256": sha}

@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from vossegcli import __version__
-from vossegcli.engine.refiner import sha256_of
+from vossegcli.engine.weights import weights_file
+from vossegcli.files import sha256_of
 from vossegcli.engine.segmenter import SegmenterConfig
 from vossegcli.errors import OutputError
 from vossegcli.io.masks import MaskSet
 from vossegcli.io.palette import read_label_png
 from vossegcli.io.video import FrameReader
 from vossegcli.run.outputs import clean_temporary_files, write_json_atomic
-from vossegcli.engine.refiner import refiner_file
-from vossegcli.engine.target_features import target_features_file
 
 #: Written into the output folder at the start of a run; what ``resume`` checks.
 RUN_FILE = ".vosseg-run.json"
@@ -48,9 +47,9 @@ def run_identity(input_path: Path, reader: FrameReader, masks: MaskSet, config: 
     engine = json.loads(json.dumps(config.as_dict()))
     refiner = engine.get("refiner")
     if isinstance(refiner, str):  # the weights' content, not just their name, makes the run
-        engine["refiner_sha256"] = refiner_file(refiner)[1]
+        engine["refiner_sha256"] = weights_file("refiner", refiner)[1]
     if isinstance(engine.get("target_features"), str):
-        engine["target_features_sha256"] = target_features_file(engine["target_features"])[1]
+        engine["target_features_sha256"] = weights_file("target_features", engine["target_features"])[1]
     return {"input": source, "masks": mask_list, "engine": engine, "snap_mask": bool(snap_mask)}
 
 

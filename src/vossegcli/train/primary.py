@@ -34,6 +34,7 @@ from PIL import Image
 from vossegcli.engine.backbone import Backbone
 from vossegcli.engine.geometry import downsample_mask
 from vossegcli.engine.primary import PrimaryConfig, PrimaryObjectNet, save_primary
+from vossegcli.files import atomic_torch_save
 from vossegcli.eval.split import davis16_root, split_sequences
 from vossegcli.eval.synth import duts_root, duts_split
 from vossegcli.train.data import _read_clip
@@ -97,10 +98,7 @@ def _load_or_build(cache: Path, name: str, build: Callable[[], list]):
     if path.is_file():
         return _unpack(torch.load(path, weights_only=True))
     items = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(_pack(items), tmp)
-    tmp.replace(path)
+    atomic_torch_save(_pack(items), path)
     return items
 
 

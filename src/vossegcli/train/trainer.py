@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,10 +29,14 @@ import torch
 import torch.nn.functional as F
 
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
+from vossegcli.errors import VossegError
 from vossegcli.engine.optim import GaussNewtonCG
 from vossegcli.engine.evidence import AppearanceEvidence, pool_masks
 from vossegcli.engine.refiner import Refiner, RefinerConfig, load_partial, load_refiner, save_refiner
 from vossegcli.engine.segmenter import Segmenter, SegmenterConfig, fit_target_model, preset_config
+from vossegcli.engine.target_features import TargetFeatures, load_target_features
+from vossegcli.engine.weights import weights_file
+from vossegcli.files import atomic_torch_save
 from vossegcli.engine.target_model import TargetModel
 from vossegcli.eval.metrics import boundary_measure, region_similarity
 from vossegcli.train.data import Clip, ObjectPool, load_davis16, load_sample_clip, synthetic_clip
@@ -80,6 +84,10 @@ class TrainConfig:
     #: fold K held out, :mod:`vossegcli.eval.real30`); validation runs on sequences not trained on
     real: str = "train"
     cache: str = ""  #: feature/target-model cache folder (default: OUT/cache); runs may share one
+    #: the learned target-model features D works on, as the engine's ``target_features``: "default"
+    #: (the shipped adapter, what users run), an adapter file, or "none" (the scaled stride-16
+    #: features alone). The refiner learns from the scores of that D.
+    target_features: str = "default"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -93,48 +101,83 @@ class CachedClip:
     targets: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  #: (ref, obj) → (w1, w2)
 
 
-class FeatureCache:
-    """Backbone features and target models for training clips, cached under ``root``."""
+def d_features(levels: dict[str, torch.Tensor], adapter: TargetFeatures | None, scale: float) -> torch.Tensor:
+    """(1, C, h16, w16) features D reads from one frame's cached levels (level → (C_l, h_l, w_l)):
+    the adapter's output, or the scaled stride-16 level when there is none."""
+    if adapter is None:
+        return levels["s16"][None].float() * scale
+    with torch.no_grad():
+        x = adapter.forward_levels(levels["s8"][None].float(), levels["s16"][None].float(), levels["s32"][None].float())
+    return x.permute(0, 3, 1, 2)
 
-    def __init__(self, root: Path, backbone: Backbone, engine: SegmenterConfig, device: torch.device) -> None:
+
+class FeatureCache:
+    """Backbone features and target models for training clips, cached under ``root``.
+
+    ``root/NAME.pt`` holds a clip's backbone levels and labels, and the target models fitted on the
+    scaled stride-16 features alone; target models fitted on an adapter's features live beside it in
+    ``root/NAME.targets-SHA.pt`` (SHA: the adapter file's sha256, first 12 digits), so runs with
+    different adapters share the features.
+    """
+
+    def __init__(self, root: Path, backbone: Backbone, engine: SegmenterConfig, device: torch.device,
+                 adapter: TargetFeatures | None = None, adapter_sha: str | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.backbone = backbone
         self.engine = engine
         self.device = device
+        self.adapter = adapter
+        self.tag = adapter_sha[:12] if adapter is not None and adapter_sha else None
+        if adapter is not None and self.tag is None:
+            raise ValueError("an adapter's target models are cached under its sha256; pass adapter_sha")
         self.solver = GaussNewtonCG(preconditioner=engine.preconditioner)
 
     def _features_fn(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone(images).s16.float() * self.engine.feature_scale
+        f = self.backbone(images)
+        if self.adapter is None:
+            return f.s16.float() * self.engine.feature_scale
+        with torch.no_grad():
+            return self.adapter(f).permute(0, 3, 1, 2)
 
     def build(self, clip: Clip, refs: list[int], seed: int) -> CachedClip:
         path = self.root / f"{clip.name}.pt"
+        targets_path = self.root / f"{clip.name}.targets-{self.tag}.pt" if self.tag else path
         if path.is_file():
             blob = torch.load(path, map_location="cpu", weights_only=False)
-            return CachedClip(clip.name, blob["features"], blob["labels"], blob["targets"])
-        feats, labels = [], []
-        for image, lab in zip(clip.frames, clip.labels):
-            rgb = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)
-            f = self.backbone(rgb[None])
-            feats.append({lvl: getattr(f, lvl)[0].half().cpu() for lvl in LEVEL_STRIDES})
-            labels.append(torch.from_numpy(lab.copy()))
+            feats, labels = blob["features"], blob["labels"]
+            if targets_path.is_file():
+                targets = blob["targets"] if targets_path == path else \
+                    torch.load(targets_path, map_location="cpu", weights_only=False)["targets"]
+                if targets is not None:  # (None: features cached by a run with an adapter)
+                    return CachedClip(clip.name, feats, labels, targets)
+        else:
+            feats, labels = [], []
+            for image, lab in zip(clip.frames, clip.labels):
+                rgb = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)
+                f = self.backbone(rgb[None])
+                feats.append({lvl: getattr(f, lvl)[0].half().cpu() for lvl in LEVEL_STRIDES})
+                labels.append(torch.from_numpy(lab.copy()))
         targets = {}
         for ref in refs:
             lab = torch.from_numpy(clip.labels[ref]).to(self.device)
             rgb = torch.from_numpy(np.ascontiguousarray(clip.frames[ref])).to(self.device).permute(2, 0, 1)
-            x = feats[ref]["s16"][None].to(self.device).float() * self.engine.feature_scale
+            levels = {k: v.to(self.device) for k, v in feats[ref].items()}
+            x = d_features(levels, self.adapter, self.engine.feature_scale)
             for obj in torch.unique(lab).tolist():
                 if obj == 0 or int((lab == obj).sum()) < 100:
                     continue
                 model = fit_target_model(
                     x, rgb, (lab == obj).float(), self.engine, self._features_fn, self.solver, seed=seed + 7919 * ref + obj
                 )
-                targets[(ref, obj)] = (model.w1.cpu(), model.w2.cpu())
-        cached = CachedClip(clip.name, feats, labels, targets)
-        tmp = path.with_suffix(".tmp")  # a run stopped while writing leaves no truncated entry
-        torch.save({"features": feats, "labels": labels, "targets": targets}, tmp)
-        tmp.replace(path)
-        return cached
+                targets[(ref, obj)] = (model.w1.detach().cpu(), model.w2.detach().cpu())
+        if self.tag is None:
+            atomic_torch_save({"features": feats, "labels": labels, "targets": targets}, path)
+        else:
+            if not path.is_file():
+                atomic_torch_save({"features": feats, "labels": labels, "targets": None}, path)
+            atomic_torch_save({"targets": targets}, targets_path)
+        return CachedClip(clip.name, feats, labels, targets)
 
 
 def _real_clips(data: Path, real: str, frame_stride: int) -> tuple[list[Clip], list[Clip]]:
@@ -234,7 +277,13 @@ class RefinerTrainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = device
         self.log = log
-        self.engine = preset_config("default", seed=config.seed)
+        spec = None if config.target_features in ("", "none") else config.target_features
+        self.engine = replace(preset_config("default", seed=config.seed), target_features=spec)
+        self.adapter_path, self.adapter_sha = weights_file("target_features", spec)
+        if spec is not None and (self.adapter_path is None or not self.adapter_path.is_file()):
+            raise VossegError(f"{self.adapter_path or spec}: target-feature weights not found; "
+                              "pass an existing file to --target-features, or 'none'")
+        self.adapter = load_target_features(self.adapter_path, device) if self.adapter_path else None
         self.backbone = Backbone().to(device)
         torch.manual_seed(config.seed)
         kinds = tuple(k for k in config.evidence.split(",") if k)
@@ -255,7 +304,8 @@ class RefinerTrainer:
     # -- data ----------------------------------------------------------------------------------
     def prepare(self, progress: Callable[[str, int, int], None] | None = None) -> None:
         cfg = self.cfg
-        cache = FeatureCache(Path(cfg.cache) if cfg.cache else self.out / "cache", self.backbone, self.engine, self.device)
+        cache = FeatureCache(Path(cfg.cache) if cfg.cache else self.out / "cache", self.backbone, self.engine, self.device,
+                             self.adapter, self.adapter_sha)
         if cfg.data == "sample":
             real_clips, self.val_clips, pool = [load_sample_clip()], [load_sample_clip()], None
         else:
@@ -303,7 +353,7 @@ class RefinerTrainer:
             evidence = self._evidence(clip, ref, prev, obj) if cfg.evidence else None
             for frame in frames:
                 f = {k: v.to(self.device).float() for k, v in clip.features[frame].items()}
-                s = model(f["s16"][None] * self.engine.feature_scale)[0]  # (1, h16, w16), full frame
+                s = model(d_features(f, self.adapter, self.engine.feature_scale))[0]  # (1, h16, w16), full frame
                 label = clip.labels[frame]
                 distractor = _distractor(s, label, obj) if self.cfg.distractor_windows > 0 else None
                 y, x, side = _crop_window(label, obj, self.cfg.crop, self.rng, self.cfg.object_windows,
@@ -415,9 +465,7 @@ class RefinerTrainer:
             "refiner_config": self.refiner.config.as_dict(), "optimizer": self.optimizer.state_dict(),
             "rng": self.rng.getstate(), "torch_rng": torch.get_rng_state(), "history": self.history,
         }
-        tmp = self.out / "checkpoint.pt.tmp"
-        torch.save(blob, tmp)
-        tmp.replace(self.out / "checkpoint.pt")
+        atomic_torch_save(blob, self.out / "checkpoint.pt")
         save_refiner(self.refiner, self.out / "refiner.pt", meta={"step": self.step, "train_config": self.cfg.as_dict()})
 
     def load_checkpoint(self) -> bool:
