@@ -157,6 +157,18 @@ def test_benchmark_reports_fps_and_stage_split():
     assert abs(sum(data["stage_seconds"].values()) - data["seconds"]) < 0.25 * data["seconds"]  # stages cover the run
 
 
+
+def test_benchmark_scales_frames_to_max_size_as_segment_does():
+    result = _run("benchmark", "--frames", "3", "--device", "cpu", "--max-size", "128", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    native, work = data["input_resolution"], data["resolution"]
+    assert max(native.values()) > 128 and max(work.values()) == 128
+    assert abs(work["width"] / work["height"] - native["width"] / native["height"]) < 0.02
+    result = _run("benchmark", "--frames", "2", "--device", "cpu", "--max-size", "0", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["resolution"] == native
+
 DAVIS = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "davis16-train"
 
 

@@ -782,6 +782,10 @@ def benchmark(
     fps: bool = typer.Option(True, "--fps", hidden=True, help="Measure frames per second (always on; kept for scripts)."),
     device: str = typer.Option("auto", metavar="auto|cpu|cuda", help="auto (CUDA if available), cpu or cuda."),
     frames: Optional[int] = typer.Option(None, help="Use only the first N frames."),
+    max_size: int = typer.Option(
+        960, "--max-size", min=0,
+        help="Longest side the engine works at, as for segment (larger frames are scaled down first). 0 = never scale.",
+    ),
     preset: str = EngineOptions.preset,
     augment: Optional[int] = EngineOptions.augment,
     fill: Optional[str] = EngineOptions.fill,
@@ -805,7 +809,8 @@ def benchmark(
         with _progress() as bar:
             task = bar.add_task("benchmark", total=None)
             result = run_benchmark(
-                input_path, masks, device=device, config=config, max_frames=frames, deterministic=deterministic,
+                input_path, masks, device=device, config=config, max_frames=frames, max_size=max_size,
+                deterministic=deterministic,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     except VossegError as error:
@@ -823,7 +828,10 @@ def benchmark(
     res = result["resolution"]
     console.print(
         f"[bold]{result['fps']:.2f} FPS[/] on {result['device']} — {result['frames']} frames at "
-        f"{res['width']}x{res['height']}, {result['objects']} object(s); peak RSS {result['memory']['peak_rss_mb']:.0f} MB"
+        f"{res['width']}x{res['height']}"
+        + (" (scaled from {width}x{height})".format(**result["input_resolution"])
+           if result["input_resolution"] != res else "")
+        + f", {result['objects']} object(s); peak RSS {result['memory']['peak_rss_mb']:.0f} MB"
         + (f", peak GPU {result['memory']['peak_gpu_allocated_mb']:.0f} MB" if "peak_gpu_allocated_mb" in result["memory"] else ""),
         highlight=False,
     )

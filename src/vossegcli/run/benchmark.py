@@ -10,7 +10,7 @@ import torch
 
 from vossegcli import __version__
 from vossegcli.engine.segmenter import Segmenter, SegmenterConfig, resolve_device
-from vossegcli.run.inputs import load_inputs
+from vossegcli.run.inputs import DEFAULT_MAX_SIZE, internal_size, load_inputs, resize_image, scale_start_masks
 from vossegcli.run.report import environment_info, peak_memory_mb
 from vossegcli.run.segment import ProgressFn
 
@@ -22,19 +22,25 @@ def run_benchmark(
     device: str = "auto",
     config: SegmenterConfig | None = None,
     max_frames: int | None = None,
+    max_size: int | None = DEFAULT_MAX_SIZE,
     progress: ProgressFn | None = None,
     deterministic: bool = False,
 ) -> dict:
     """Time the engine on a clip: frames are decoded into memory first (decoding excluded),
     nothing is written; first-frame set-up (target-model training) is included.
-    One backbone pass on the first frame runs before timing, to exclude one-off start-up costs."""
+    One backbone pass on the first frame runs before timing, to exclude one-off start-up costs.
+    Frames and masks are scaled to ``max_size`` as ``segment`` scales them (0 / None: native size),
+    so the speed is the speed of the run a user gets with the same option."""
     reader, masks = load_inputs(Path(input_path), mask_args)
     frames = []
     with reader:
+        native = (reader.info.width, reader.info.height)
+        size = internal_size(*native, max_size)
         for frame in reader:
-            frames.append(frame.image)
+            frames.append(resize_image(frame.image, size))
             if max_frames and len(frames) >= max_frames:
                 break
+    start_masks = scale_start_masks(masks, masks.labels, size, max_size)
     torch_device = resolve_device(device)
     segmenter = Segmenter(config, device=torch_device, deterministic=deterministic)
     segmenter.sync_timers = True  # per-stage times wait for the GPU (only here: a normal run never waits)
@@ -44,7 +50,7 @@ def run_benchmark(
         torch.cuda.reset_peak_memory_stats(torch_device)
     start = time.perf_counter()
     n = 0
-    for _ in segmenter.run(iter(frames), masks.labels):
+    for _ in segmenter.run(iter(frames), start_masks):
         n += 1
         if progress:
             progress(n, len(frames))
@@ -57,7 +63,9 @@ def run_benchmark(
         "input": str(input_path),
         "frames": n,
         "objects": len(masks.objects),
-        "resolution": {"width": w, "height": h},
+        "resolution": {"width": w, "height": h},  # what the engine works at
+        "input_resolution": {"width": native[0], "height": native[1]},
+        "max_size": max_size,
         "device": str(torch_device),
         "dtype": segmenter.precision,
         "fps": round(n / wall, 3),
