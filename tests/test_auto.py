@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
 from vossegcli import sample
 from vossegcli.cli import app
@@ -18,8 +17,8 @@ from vossegcli.engine.primary import PrimaryObjectNet, load_primary, mask_confid
 from vossegcli.eval.metrics import region_similarity
 from vossegcli.io.palette import read_label_png
 from vossegcli.run.auto import AutoConfig, reference_indices
+from support import runner
 
-runner = CliRunner()
 FRAMES = 20
 
 

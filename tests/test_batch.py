@@ -6,15 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from vossegcli.cli import app
 from vossegcli.io.palette import read_label_png
 from vossegcli.io.video import open_frames
 from vossegcli.run.batch import read_jobs
 from vossegcli.sample import sample_paths
+from support import runner
 
-runner = CliRunner()
 
 
 def _clips(tmp_path):

@@ -6,23 +6,18 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from vossegcli.cli import app
 from vossegcli.sample import sample_paths
+from support import run_cli
 
-runner = CliRunner()
 
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
 def sample_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "masks"
     report = out.parent / "run.json"
-    result = _run("segment", "--out", out, "--report", report)
+    result = run_cli("segment", "--out", out, "--report", report)
     assert result.exit_code == 0, result.output
     return out, report, result.output
 
@@ -41,7 +36,7 @@ def test_segment_without_input_segments_the_bundled_sample(sample_run):
 def test_segmentation_of_the_sample_scores_well(sample_run, tmp_path):
     out, _, _ = sample_run
     scores = tmp_path / "scores.json"
-    result = _run("evaluate", out, sample_paths().gt_dir, "--json", scores)
+    result = run_cli("evaluate", out, sample_paths().gt_dir, "--json", scores)
     assert result.exit_code == 0, result.output
     data = json.loads(scores.read_text())
     # Default engine with the shipped refiner: measured 97.9 J&F (85.1 with --refiner none), so this
@@ -63,7 +58,7 @@ def test_report_has_the_promised_fields(sample_run):
 def test_refuses_a_non_empty_output_folder_without_force(sample_run):
     out, _, _ = sample_run
     before = sorted(p.name for p in out.iterdir())
-    result = _run("segment", "--out", out)
+    result = run_cli("segment", "--out", out)
     assert result.exit_code == 2
     assert "not empty" in result.output and "--force" in result.output
     assert sorted(p.name for p in out.iterdir()) == before
@@ -73,14 +68,14 @@ def test_bad_mask_size_fails_cleanly_and_writes_nothing(tmp_path):
     bad = tmp_path / "small.png"
     Image.fromarray(np.pad(np.ones((10, 10), np.uint8), 20)).save(bad)
     out = tmp_path / "out"
-    result = _run("segment", sample_paths().video, "--mask", bad, "--out", out)
+    result = run_cli("segment", sample_paths().video, "--mask", bad, "--out", out)
     assert result.exit_code == 2
     assert "small.png" in result.output
     assert not out.exists()
 
 
 def test_missing_input_fails_cleanly(tmp_path):
-    result = _run("segment", tmp_path / "nope.mp4", "--mask", sample_paths().mask, "--out", tmp_path / "o")
+    result = run_cli("segment", tmp_path / "nope.mp4", "--mask", sample_paths().mask, "--out", tmp_path / "o")
     assert result.exit_code == 2
     assert "nope.mp4" in result.output
     assert not (tmp_path / "o").exists()
@@ -91,7 +86,7 @@ def test_cuda_request_without_cuda_is_a_clear_error(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    result = _run("segment", "--device", "cuda", "--out", tmp_path / "o")
+    result = run_cli("segment", "--device", "cuda", "--out", tmp_path / "o")
     assert result.exit_code == 2
     assert "cuda" in result.output.lower() and "--device cpu" in result.output
 
@@ -115,7 +110,7 @@ def test_object_starting_on_a_later_frame(tmp_path):
     mask = tmp_path / "f10.png"  # named like frame f10: starts there
     shutil.copy(gt10, mask)
     out = tmp_path / "out"
-    result = _run("segment", frames, "--mask", mask, "--out", out)
+    result = run_cli("segment", frames, "--mask", mask, "--out", out)
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.glob("*.png"))
     assert len(names) == 20 and "f0.png" in names and "f19.png" in names
@@ -131,7 +126,7 @@ def test_overlay_of_the_segmented_sample(sample_run, tmp_path):
 
     out, _, _ = sample_run
     video = tmp_path / "overlay.mp4"
-    result = _run("overlay", sample_paths().video, out, "--out", video, "--contours")
+    result = run_cli("overlay", sample_paths().video, out, "--out", video, "--contours")
     assert result.exit_code == 0, result.output
     gen = imageio_ffmpeg.read_frames(str(video))
     meta = next(gen)
@@ -140,7 +135,7 @@ def test_overlay_of_the_segmented_sample(sample_run, tmp_path):
 
 
 def test_info_lists_the_backbone_weights():
-    result = _run("info", "--json")
+    result = run_cli("info", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     backbone = data["weights"][0]
@@ -149,7 +144,7 @@ def test_info_lists_the_backbone_weights():
 
 
 def test_benchmark_reports_fps_and_stage_split():
-    result = _run("benchmark", "--fps", "--frames", "6", "--device", "cpu", "--json")
+    result = run_cli("benchmark", "--fps", "--frames", "6", "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["frames"] == 6 and data["fps"] > 0
@@ -159,13 +154,13 @@ def test_benchmark_reports_fps_and_stage_split():
 
 
 def test_benchmark_scales_frames_to_max_size_as_segment_does():
-    result = _run("benchmark", "--frames", "3", "--device", "cpu", "--max-size", "128", "--json")
+    result = run_cli("benchmark", "--frames", "3", "--device", "cpu", "--max-size", "128", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     native, work = data["input_resolution"], data["resolution"]
     assert max(native.values()) > 128 and max(work.values()) == 128
     assert abs(work["width"] / work["height"] - native["width"] / native["height"]) < 0.02
-    result = _run("benchmark", "--frames", "2", "--device", "cpu", "--max-size", "0", "--json")
+    result = run_cli("benchmark", "--frames", "2", "--device", "cpu", "--max-size", "0", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["resolution"] == native
 
@@ -179,11 +174,11 @@ def test_segment_a_davis_mp4_and_score_it(tmp_path):
     """The user path on real footage: mp4 + first-frame DAVIS mask → PNGs that score correctly."""
     seq = "soccerball"
     out = tmp_path / seq
-    result = _run("segment", DAVIS / "videos" / f"{seq}.mp4", "--mask", DAVIS / "masks" / seq / "00000.png", "--out", out)
+    result = run_cli("segment", DAVIS / "videos" / f"{seq}.mp4", "--mask", DAVIS / "masks" / seq / "00000.png", "--out", out)
     assert result.exit_code == 0, result.output
     assert len(list(out.glob("*.png"))) == len(list((DAVIS / "masks" / seq).glob("*.png")))
     scores = tmp_path / "scores.json"
-    result = _run("evaluate", tmp_path, DAVIS / "masks", "--sequences", seq, "--json", scores)
+    result = run_cli("evaluate", tmp_path, DAVIS / "masks", "--sequences", seq, "--json", scores)
     assert result.exit_code == 0, result.output
     # Measured 79.5 J&F for soccerball with the default engine and shipped refiner (docs/RESULTS.md).
     assert json.loads(scores.read_text())["global"]["J&F-Mean"] > 0.6
@@ -199,14 +194,14 @@ def keep_torch_threads():
 
 
 def test_threads_option_sets_torch_threads_and_the_report_records_them(keep_torch_threads):
-    result = _run("benchmark", "--frames", "3", "--device", "cpu", "--threads", "1", "--json")
+    result = run_cli("benchmark", "--frames", "3", "--device", "cpu", "--threads", "1", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["platform"]["cpu_threads"] == 1
 
 
 @pytest.mark.parametrize("command", ["segment", "batch", "benchmark", "ablation", "train", "train-primary"])
 def test_every_computing_command_takes_threads(command):
-    result = _run(command, "--help")
+    result = run_cli(command, "--help")
     assert result.exit_code == 0 and "--threads" in result.output
 
 
@@ -237,11 +232,11 @@ def test_overlay_refuses_masks_made_from_another_video_unless_forced(sample_run,
     out, _, _ = sample_run
     other = _other_video(tmp_path / "other.mp4")
     video = tmp_path / "overlay.mp4"
-    result = _run("overlay", other, out, "--out", video)
+    result = run_cli("overlay", other, out, "--out", video)
     assert result.exit_code == 2
     assert "made from" in result.output and "sample.mp4" in result.output and "--force" in result.output
     assert not video.exists()
-    result = _run("overlay", other, out, "--out", video, "--force")
+    result = run_cli("overlay", other, out, "--out", video, "--force")
     assert result.exit_code == 0, result.output
     assert video.is_file()
 
@@ -253,7 +248,7 @@ def test_overlay_refuses_a_frame_count_that_differs_from_the_video(sample_run, t
     for png in out.glob("*.png"):
         shutil.copy(png, copied / png.name)
     other = _other_video(tmp_path / "other.mp4", frames=12)
-    result = _run("overlay", other, copied, "--out", tmp_path / "o.mp4")
+    result = run_cli("overlay", other, copied, "--out", tmp_path / "o.mp4")
     assert result.exit_code == 2
     assert "72 frame masks" in result.output and "12 frames" in result.output
 
@@ -264,30 +259,30 @@ def test_evaluate_refuses_predictions_that_run_past_the_ground_truth_unless_forc
     gt.mkdir()
     for png in sorted(sample_paths().gt_dir.glob("*.png"))[:40]:
         shutil.copy(png, gt / png.name)
-    result = _run("evaluate", out, gt)
+    result = run_cli("evaluate", out, gt)
     assert result.exit_code == 2
     assert "72 frame masks" in result.output and "--force" in result.output
-    forced = _run("evaluate", out, gt, "--force")
+    forced = run_cli("evaluate", out, gt, "--force")
     assert forced.exit_code == 0, forced.output
     assert "Global" in forced.output
 
 
 def test_evaluate_shows_a_row_per_object_of_a_multi_object_sequence(sample_run):
     out, _, _ = sample_run
-    result = _run("evaluate", out, sample_paths().gt_dir)
+    result = run_cli("evaluate", out, sample_paths().gt_dir)
     assert result.exit_code == 0, result.output
     assert "object 1" in result.output and "object 2" in result.output
 
 
 def test_help_shows_the_ray_extra_and_the_choices_of_each_option():
-    batch = _run("batch", "--help").output
+    batch = run_cli("batch", "--help").output
     assert 'vosseg[ray]' in batch
-    seg = _run("segment", "--help").output
+    seg = run_cli("segment", "--help").output
     for choices in ("default|fast", "inpaint|gray", "auto|cpu|cuda", "seed|cosnet"):
         assert choices in seg, choices
-    bench = _run("benchmark", "--help").output
+    bench = run_cli("benchmark", "--help").output
     assert "--fps" not in bench  # hidden (always on), so the examples do not use it
-    assert "Examples" in _run("info", "--help").output
+    assert "Examples" in run_cli("info", "--help").output
 
 
 def test_evaluate_accepts_sparse_ground_truth_that_ends_before_the_predictions(sample_run, tmp_path):
@@ -296,5 +291,5 @@ def test_evaluate_accepts_sparse_ground_truth_that_ends_before_the_predictions(s
     gt.mkdir()
     for png in sorted(sample_paths().gt_dir.glob("*.png"))[:60:5]:  # every 5th frame, up to 55 of 72
         shutil.copy(png, gt / png.name)
-    result = _run("evaluate", out, gt)
+    result = run_cli("evaluate", out, gt)
     assert result.exit_code == 0, result.output

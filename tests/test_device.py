@@ -6,6 +6,7 @@ import torch
 import vossegcli.engine.device as device_module
 from vossegcli.engine.device import configure_determinism, precision_name, resolve_precision
 from vossegcli.errors import DeviceError
+from support import runner
 
 CPU = torch.device("cpu")
 
@@ -37,12 +38,11 @@ def test_deterministic_turns_on_deterministic_algorithms():
 
 @pytest.mark.slow
 def test_precision_option_reaches_the_engine_and_the_report(tmp_path):
-    from typer.testing import CliRunner
 
     from vossegcli.cli import app
 
     report = tmp_path / "r.json"
-    result = CliRunner().invoke(app, ["segment", "--out", str(tmp_path / "o"), "--precision", "fp32", "--device", "cpu",
+    result = runner.invoke(app, ["segment", "--out", str(tmp_path / "o"), "--precision", "fp32", "--device", "cpu",
                                       "--preset", "fast", "--augment", "0", "--report", str(report)])
     assert result.exit_code == 0, result.output
     import json
@@ -50,5 +50,5 @@ def test_precision_option_reaches_the_engine_and_the_report(tmp_path):
     data = json.loads(report.read_text())
     assert data["dtype"] == "fp32" and data["config"]["precision"] == "fp32"
     assert data["wall_fps"] > 0
-    bad = CliRunner().invoke(app, ["segment", "--out", str(tmp_path / "p"), "--precision", "fp8"])
+    bad = runner.invoke(app, ["segment", "--out", str(tmp_path / "p"), "--precision", "fp8"])
     assert bad.exit_code == 2 and "--precision fp8: choose one of auto, fp32, bf16, fp16" in bad.output

@@ -13,13 +13,10 @@ from vossegcli.engine.segmenter import Segmenter, SegmenterConfig
 from vossegcli.io.palette import read_label_png, write_label_png
 from vossegcli.io.video import open_frames
 from vossegcli.sample import HEIGHT, WIDTH, _Scene, sample_paths
+from support import iou
 
 CUT_AT, CUT_LEN = 12, 8
 
-
-def _iou(a, b):
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 1.0
 
 
 def _other_scene(t: int) -> np.ndarray:
@@ -61,7 +58,7 @@ def test_objects_get_empty_masks_during_a_scene_cut_and_are_found_again_after_it
     back = CUT_AT + CUT_LEN
     for r in cut_run[back + 2:]:
         for obj in (1, 2):
-            assert _iou(r.labels == obj, labels[r.index] == obj) > 0.5, f"frame {r.index}, object {obj}"
+            assert iou(r.labels == obj, labels[r.index] == obj) > 0.5, f"frame {r.index}, object {obj}"
     assert cut_run[CUT_AT].diagnostics.scene_cut and cut_run[back].diagnostics.scene_cut
     assert not any(r.diagnostics.scene_cut for r in cut_run[1:CUT_AT])
     assert any(any(r.diagnostics.refound) for r in cut_run[back:back + 3])
@@ -157,7 +154,7 @@ def test_an_object_that_leaves_and_reenters_is_blank_while_out_and_refound_with_
     preds = [read_label_png(out / f"{t:05d}.png") for t in range(len(frames))]
     absent = [t for t in range(1, len(frames)) if not labels[t].any()]
     assert len(absent) == 8 and all(not preds[t].any() for t in absent)
-    assert all(_iou(preds[t] == 1, labels[t] == 1) > 0.5 for t in range(17, len(frames)))
+    assert all(iou(preds[t] == 1, labels[t] == 1) > 0.5 for t in range(17, len(frames)))
     lines = (out / "diagnostics.jsonl").read_text().splitlines()
     assert [json.loads(line)["frame"] for line in lines] == list(range(len(frames)))
     status = {json.loads(line)["frame"]: json.loads(line)["objects"]["1"]["status"] for line in lines}
@@ -191,8 +188,8 @@ def test_a_lookalike_given_later_keeps_its_identity():
     seg = Segmenter(SegmenterConfig(), device="cpu")
     results = list(seg.run(iter(frames), given))
     for r in results[5:]:
-        assert _iou(r.labels == 2, labels[r.index] == 2) > 0.6, f"frame {r.index}: object 2 lost its region"
-        assert _iou(r.labels == 1, labels[r.index] == 1) > 0.6, f"frame {r.index}: object 1 left its region"
+        assert iou(r.labels == 2, labels[r.index] == 2) > 0.6, f"frame {r.index}: object 2 lost its region"
+        assert iou(r.labels == 1, labels[r.index] == 1) > 0.6, f"frame {r.index}: object 1 left its region"
 
 
 def test_an_object_coming_back_into_view_is_refound_within_3_frames_without_the_backward_pass(exit_clip):
@@ -200,6 +197,6 @@ def test_an_object_coming_back_into_view_is_refound_within_3_frames_without_the_
     full = (labels[0] == 1).sum()
     back = next(t for t in range(6, len(frames)) if (labels[t] == 1).sum() >= 0.5 * full)  # half in view again
     results = list(Segmenter(SegmenterConfig(), device="cpu").run(iter(frames), {0: labels[0]}))
-    refound = next(t for t in range(back, len(frames)) if _iou(results[t].labels == 1, labels[t] == 1) > 0.5)
+    refound = next(t for t in range(back, len(frames)) if iou(results[t].labels == 1, labels[t] == 1) > 0.5)
     assert refound - back <= 3
-    assert all(_iou(results[t].labels == 1, labels[t] == 1) > 0.5 for t in range(refound, len(frames)))
+    assert all(iou(results[t].labels == 1, labels[t] == 1) > 0.5 for t in range(refound, len(frames)))

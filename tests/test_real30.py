@@ -6,6 +6,7 @@ import pytest
 
 from vossegcli.errors import InputError
 from vossegcli.eval.real30 import FOLDS, all_sequences, fold_sequences, quarter_means, refiners_for, training_sequences
+from support import runner
 
 
 @pytest.fixture()
@@ -59,11 +60,10 @@ DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "d
 @pytest.mark.shared
 @pytest.mark.skipif(not (DATA / "davis16-train" / "splits.json").is_file(), reason="needs ../shared/data/davis16-train")
 def test_train_refuses_an_unknown_real_choice_in_one_line(tmp_path):
-    from typer.testing import CliRunner
 
     from vossegcli.cli import app
 
-    result = CliRunner().invoke(app, ["train", "--data", str(DATA), "--out", str(tmp_path / "run"), "--real", "fold:7",
+    result = runner.invoke(app, ["train", "--data", str(DATA), "--out", str(tmp_path / "run"), "--real", "fold:7",
                                       "--steps", "1"])
     assert result.exit_code == 2
     assert "fold 7: choose 0..4" in result.output and "Traceback" not in result.output

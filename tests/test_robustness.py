@@ -24,23 +24,18 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFilter
-from typer.testing import CliRunner
 
 import vossegcli.pipeline as pipeline
 import vossegcli.run.outputs as outputs
 import vossegcli.run.segment as segment_module
-from vossegcli.cli import app
 from vossegcli.engine.segmenter import SegmenterConfig, StageTimes
 from vossegcli.io.palette import davis_palette, read_label_png, write_label_png
 from vossegcli.sample import sample_paths
+from support import run_cli
 
-runner = CliRunner()
 SAMPLE = sample_paths()
 W, H = 320, 240
 
-
-def run_cli(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def error_line(result) -> str:
@@ -693,8 +688,8 @@ def _segment_proc(args: list, env: dict) -> subprocess.Popen:
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_resume_after_sigint_or_sigkill_is_byte_identical_to_an_uninterrupted_run(tmp_path):
-    """Real engine (fast preset, shipped refiner), real processes. Stopped by SIGINT at a random
-    frame, the run saves its engine state; killed by SIGKILL, it has its last periodic state (every
+    """Real engine (fast preset, shipped refiner), real processes. Stopped by SIGINT at a seeded
+    random frame (reproducible: the seed and the frame are in the failure message), the run saves its engine state; killed by SIGKILL, it has its last periodic state (every
     5 frames here). Either way --resume writes exactly the PNGs of a run that was never stopped."""
     import random
 
@@ -705,7 +700,7 @@ def test_resume_after_sigint_or_sigkill_is_byte_identical_to_an_uninterrupted_ru
     expected = {name: (reference / name).read_bytes() for name in pngs(reference)}
     assert len(expected) == 72 and not (reference / ".vosseg-state.pt").exists()  # removed when complete
 
-    rng = random.Random()
+    rng = random.Random(20261203)
     for stop, out in ((signal.SIGINT, tmp_path / "stopped"), (signal.SIGKILL, tmp_path / "killed")):
         at = rng.randint(8, 50)
         proc = _segment_proc(["--out", out, *base], env)
@@ -805,13 +800,14 @@ def test_object_too_small_for_max_size_is_refused_before_writing(tmp_path, fake_
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the trace reads /proc/self/status")
 def test_report_traces_memory_during_the_run(tmp_path, fake_engine):
     report = tmp_path / "run.json"
     result = run_cli("segment", "--out", tmp_path / "o", "--report", report)
     assert result.exit_code == 0, result.output
     trace = json.loads(report.read_text())["memory_trace"]
-    if sys.platform.startswith("linux"):
-        assert [t["frame"] for t in trace][:3] == [0, 9, 71] and all(t["peak_rss_mb"] > 0 for t in trace)
+    assert [t["frame"] for t in trace][:3] == [0, 9, 71]
+    assert all(t["peak_rss_mb"] >= t["rss_mb"] > 0 for t in trace)
 
 
 # ============================================================================= determinism

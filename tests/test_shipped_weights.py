@@ -9,6 +9,7 @@ from vossegcli.engine.refiner import load_refiner
 from vossegcli.engine.weights import WEIGHTS_DIR, shipped_path, weights_file
 from vossegcli.files import sha256_of
 from vossegcli.engine.segmenter import Segmenter, SegmenterConfig
+from support import runner
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +67,10 @@ def test_shipped_refiner_loads_and_is_the_default():
 
 
 def test_info_shows_the_refiner_with_a_matching_sha256():
-    from typer.testing import CliRunner
 
     from vossegcli.cli import app
 
-    result = CliRunner().invoke(app, ["info", "--json"])
+    result = runner.invoke(app, ["info", "--json"])
     assert result.exit_code == 0, result.output
     refiner = [w for w in json.loads(result.stdout)["weights"] if w["role"] == "refiner"][0]
     assert refiner["manifest_sha256_matches"] is True and refiner["file"].endswith(".pt")
@@ -94,11 +94,10 @@ def test_manifest_describes_the_shipped_target_features_and_the_default_engine_u
 
 
 def test_info_shows_the_target_features_with_a_matching_sha256():
-    from typer.testing import CliRunner
 
     from vossegcli.cli import app
 
-    result = CliRunner().invoke(app, ["info", "--json"])
+    result = runner.invoke(app, ["info", "--json"])
     assert result.exit_code == 0, result.output
     shown = [w for w in json.loads(result.stdout)["weights"] if w["role"] == "target-model features"][0]
     assert shown["manifest_sha256_matches"] is True and shown["file"].endswith(".pt")

@@ -20,6 +20,7 @@ from vossegcli.io.palette import read_label_png
 from vossegcli.io.video import open_frames
 from vossegcli.sample import sample_paths
 from vossegcli.train.target_features import AdapterTrainConfig, AdapterTrainer, CachedFrames, _recency
+from support import runner
 
 
 def _levels(b: int = 2, h: int = 6, w: int = 8, seed: int = 0):
@@ -157,11 +158,8 @@ def test_backbone_features_entry_point_matches_the_levels_one():
 def test_cli_target_features_option_none_and_missing_file(tmp_path):
     import json
 
-    from typer.testing import CliRunner
-
     from vossegcli.cli import app
 
-    runner = CliRunner()
     missing = runner.invoke(app, ["segment", "--out", str(tmp_path / "a"), "--target-features", str(tmp_path / "no.pt")])
     assert missing.exit_code == 2 and "--target-features none" in missing.output
     assert not (tmp_path / "a").exists()  # nothing half-written

@@ -4,15 +4,14 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from vossegcli.cli import app
-from vossegcli.engine.refiner import load_refiner
+from vossegcli.engine.refiner import Refiner, RefinerConfig, load_refiner
+from support import runner
 
 
 @pytest.mark.slow
 def test_train_runs_checkpoints_and_resumes(tmp_path):
-    runner = CliRunner()
     out = tmp_path / "run"
     args = ["train", "--data", "sample", "--out", str(out), "--device", "cpu", "--batch-size", "2",
             "--width", "8", "--val-frames", "4", "--crop", "128"]
@@ -23,7 +22,13 @@ def test_train_runs_checkpoints_and_resumes(tmp_path):
     assert all(h["loss"] > 0 for h in ckpt["history"])
     assert (out / "cache" / "sample.pt").is_file()  # features + target models cached
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 2 and 0 <= summary["validation"]["J&F"] <= 1
+    logged = [json.loads(line) for line in (out / "validation.jsonl").read_text().splitlines()]
+    assert summary["steps"] == 2 and logged[-1]["step"] == 2
+    assert summary["validation"]["J&F"] == logged[-1]["J&F"] > 0.3  # the sample's object is found
+    torch.manual_seed(0)  # the trainer's seed: the refiner it started from
+    start = Refiner(RefinerConfig(width=8)).state_dict()
+    trained = load_refiner(out / "refiner.pt").state_dict()
+    assert any(not torch.equal(start[k], trained[k]) for k in start if start[k].is_floating_point())
 
     result = runner.invoke(app, args + ["--steps", "3", "--resume"])
     assert result.exit_code == 0, result.output
@@ -35,7 +40,7 @@ def test_train_runs_checkpoints_and_resumes(tmp_path):
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
-    result = CliRunner().invoke(app, ["train", "--data", "sample", "--out", str(tmp_path / "none"), "--resume", "--steps", "1"])
+    result = runner.invoke(app, ["train", "--data", "sample", "--out", str(tmp_path / "none"), "--resume", "--steps", "1"])
     assert result.exit_code == 2 and "no checkpoint" in result.output
 
 
@@ -43,7 +48,6 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     """Stopping at step 2 (without a learning-rate drop yet) and resuming to step 4 gives exactly the
     weights of one 4-step run: the README's training command is reproducible even when resumed."""
-    runner = CliRunner()
     common = ["train", "--data", "sample", "--device", "cpu", "--batch-size", "2", "--width", "8",
               "--val-frames", "3", "--crop", "128", "--seed", "3"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
@@ -100,7 +104,6 @@ def test_crop_windows_follow_the_requested_centres():
 
 @pytest.mark.slow
 def test_train_with_a_region_loss_records_it_and_refuses_an_unknown_one(tmp_path):
-    runner = CliRunner()
     out = tmp_path / "run"
     args = ["train", "--data", "sample", "--out", str(out), "--device", "cpu", "--batch-size", "2",
             "--width", "8", "--val-frames", "4", "--crop", "128", "--steps", "1"]
@@ -118,7 +121,6 @@ def test_train_with_evidence_attention_and_convex_upsampler_from_the_shipped_ref
     saves a refiner whose config names its inputs; a wrong --evidence is refused in one line."""
     from vossegcli.engine.weights import shipped_path
 
-    runner = CliRunner()
     out = tmp_path / "run"
     args = ["train", "--data", "sample", "--out", str(out), "--device", "cpu", "--batch-size", "2",
             "--val-frames", "4", "--crop", "128", "--steps", "2", "--evidence", "gdm,dam", "--attention",
@@ -183,7 +185,7 @@ def test_training_target_models_follow_the_adapter_and_share_the_cached_features
 
 
 def test_train_with_a_missing_adapter_names_the_file(tmp_path):
-    result = CliRunner().invoke(app, ["train", "--data", "sample", "--out", str(tmp_path / "r"), "--steps", "1",
+    result = runner.invoke(app, ["train", "--data", "sample", "--out", str(tmp_path / "r"), "--steps", "1",
                                       "--target-features", str(tmp_path / "nope.pt")])
     assert result.exit_code == 2, result.output
     assert "nope.pt" in result.output and "--target-features" in result.output
