@@ -116,24 +116,21 @@ def test_train_with_a_region_loss_records_it_and_refuses_an_unknown_one(tmp_path
 
 
 @pytest.mark.slow
-def test_train_with_evidence_attention_and_convex_upsampler_from_the_shipped_refiner(tmp_path):
-    """Three-frame training path of the extended refiner: it starts from the shipped weights and
-    saves a refiner whose config names its inputs; a wrong --evidence is refused in one line."""
+def test_train_from_the_shipped_refiner_starts_from_its_weights_and_refuses_another_width(tmp_path):
+    """--init default: training starts from the shipped refiner (one step at learning rate 0 keeps
+    its weights); a width other than the file's is refused in one line that says which width to use."""
     from vossegcli.engine.weights import shipped_path
 
+    shipped = load_refiner(shipped_path("refiner"))
     out = tmp_path / "run"
-    args = ["train", "--data", "sample", "--out", str(out), "--device", "cpu", "--batch-size", "2",
-            "--val-frames", "4", "--crop", "128", "--steps", "2", "--evidence", "gdm,dam", "--attention",
-            "--upsampler", "convex"]
-    if shipped_path("refiner") is not None:
-        args += ["--init", "default"]
+    args = ["train", "--data", "sample", "--out", str(out), "--device", "cpu", "--val-frames", "2", "--crop", "128",
+            "--init", "default", "--steps", "1", "--lr", "0", "--batch-size", "1"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    refiner = load_refiner(out / "refiner.pt")
-    assert refiner.config.evidence == ("gdm", "dam") and refiner.config.attention
-    assert refiner.config.upsampler == "convex"
-    result = runner.invoke(app, ["train", "--data", "sample", "--out", str(tmp_path / "bad"), "--evidence", "flow"])
-    assert result.exit_code != 0 and "unknown evidence flow" in result.output
+    a, b = dict(shipped.named_parameters()), dict(load_refiner(out / "refiner.pt").named_parameters())
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # (BatchNorm statistics move)
+    result = runner.invoke(app, args[:4] + [str(tmp_path / "w8"), "--width", "8", "--init", "default", "--steps", "1"])
+    assert result.exit_code == 2 and f"--width {shipped.config.width}" in result.output, result.output
 
 
 def _tiny_clip():

@@ -970,17 +970,8 @@ def train(
         0.25, help="Share of training crops centred on the target model's strongest false positive."
     ),
     width: int = typer.Option(32, help="Refiner channel width."),
-    evidence: str = typer.Option(
-        "", help="Appearance evidence the refiner takes beside the scores, comma-separated: gmm (A-GAME Gaussian "
-        "mixtures), gdm (directional matching to the start and previous frames), dam (von Mises-Fisher mixtures).",
-    ),
-    attention: bool = typer.Option(False, help="Target attention vectors in the refiner (DAVIS-2019 extension)."),
-    upsampler: str = typer.Option(
-        "convex", help="convex (stride-4 logits, learned convex x4 upsampling) or learned (the older, costlier "
-        "full-resolution convolutions).",
-    ),
-    init: str = typer.Option("", help="Start from this refiner weights file ('default': the shipped one); new inputs "
-                             "start at zero, so training begins from what that refiner does."),
+    init: str = typer.Option("", help="Start from this refiner weights file ('default': the shipped one; its "
+                             "--width)."),
     val_every: int = typer.Option(0, help="Validation J&F every N steps (0: only at the end)."),
     val_frames: int = typer.Option(0, help="Validate on the first N frames of each val sequence (0: all)."),
     resume: bool = typer.Option(False, help="Continue from OUT/checkpoint.pt."),
@@ -1008,8 +999,8 @@ def train(
         steps=steps, batch_size=batch_size, lr=lr, lr_drop=lr_drop, crop=crop, synthetic_ratio=synthetic_ratio,
         synthetic_clips=synthetic_clips, object_windows=object_windows, distractor_windows=distractor_windows,
         refiner_width=width, val_every=val_every, val_frames=val_frames, seed=seed, data=data,
-        synthetic_data=synthetic_data, synthetic_motion=synthetic_motion, loss=loss, evidence=evidence,
-        attention=attention, upsampler=upsampler, init=init, real=real, cache=str(cache) if cache else "",
+        synthetic_data=synthetic_data, synthetic_motion=synthetic_motion, loss=loss, init=init, real=real,
+        cache=str(cache) if cache else "",
         target_features=target_features,
     )
     if real == "none" and synthetic_ratio < 1:
@@ -1023,14 +1014,6 @@ def train(
         config.init = str(shipped)
     elif init and not Path(init).is_file():
         _fail(VossegError(f"{init}: refiner weights not found; pass an existing file to --init"))
-    if upsampler not in ("learned", "convex"):
-        _fail(VossegError(f"--upsampler {upsampler}: choose learned or convex"))
-    try:
-        from vossegcli.engine.evidence import check_kinds
-
-        check_kinds(k for k in evidence.split(",") if k)
-    except ValueError as error:
-        _fail(VossegError(f"--evidence {evidence}: {error}"))
     if loss not in ("bce", "bce+dice", "bce+lovasz"):
         _fail(VossegError(f"--loss {loss}: choose bce, bce+dice or bce+lovasz"))
     if synthetic_data not in ("ecssd", "ecssd+duts"):

@@ -15,9 +15,10 @@ you like) and a state saved part-way continues exactly. :meth:`Segmenter.step` p
    features into full-resolution logits (without one, scores are upsampled bilinearly);
 4. the logits are merged into one id map (:mod:`vossegcli.engine.merge`);
 5. each object's memory gets the frame as a new sample — its merged probability where it wins,
-   0 elsewhere, computed on the label grid from the target models' own scores unless
-   ``update_labels="refined"`` — and every ``update_interval`` frames of an object its w2 is
-   re-optimized on its memory; objects due on the same frame are solved as one batch.
+   0 elsewhere, computed on the label grid from the target models' own scores (not the refiner's
+   mask: that drifted onto shadows and reflections, docs/RESULTS.md) — and every
+   ``update_interval`` frames of an object its w2 is re-optimized on its memory; objects due on the
+   same frame are solved as one batch.
 
 An object starts on the frame where its mask is given: augmented copies of that frame are made
 (:mod:`vossegcli.engine.augment`), the target models of all objects starting there (w1 and w2)
@@ -53,7 +54,6 @@ from vossegcli.engine.backbone import Backbone, BackboneFeatures
 from vossegcli.engine.device import (
     configure_determinism, precision_name, resolve_device, resolve_precision, tune_cpu_allocator,
 )
-from vossegcli.engine.evidence import AppearanceEvidence, evidence_channels
 from vossegcli.engine.geometry import FEATURE_STRIDE, downsample_mask, label_grid_size, upsample_scores
 from vossegcli.engine.mask_shape import part_areas, real_parts, scattered
 from vossegcli.engine.scene_cut import colour_histogram
@@ -114,11 +114,6 @@ class SegmenterConfig:
     #: "default": the shipped refiner weights if present (weights/manifest.json), else none;
     #: a path: that refiner file; None: no refiner (scores upsampled bilinearly, "D-only").
     refiner: str | None = "default"
-    #: What each object's memory learns from when a refiner is used: "coarse" — the target model's
-    #: own upsampled scores (merged over objects), so online learning is exactly the D-only
-    #: engine's and the refiner only shapes the output; "refined" — the refiner's mask, as in the
-    #: paper (measured to drift onto shadows and reflections the refiner adds: docs/RESULTS.md).
-    update_labels: str = "coarse"
     #: Arithmetic of the backbone and the refiner (the target models and their solver always run
     #: in float32): "auto" — bfloat16 where the hardware computes it natively (CUDA GPUs with
     #: bf16, CPUs with AVX512-BF16 or AMX), else float32; "fp32"; "bf16"; "fp16" (CUDA only).
@@ -169,6 +164,10 @@ def resolve_refiner(spec: str | None, device: torch.device) -> Refiner | None:
         raise VossegError(f"{path}: refiner weights not found; pass an existing file or refiner=None")
     try:
         return load_refiner(path, device)
+    except ValueError as error:  # a refiner of a removed variant: the message says so
+        if "removed from vosseg" in str(error):
+            raise VossegError(str(error)) from None
+        raise VossegError(f"{path}: not a vosseg refiner file (ValueError); pass another file or refiner=None") from None
     except Exception as error:  # a corrupt or foreign file
         raise VossegError(f"{path}: not a vosseg refiner file ({type(error).__name__}); pass another file or refiner=None") from None
 
@@ -214,8 +213,6 @@ class Segmenter:
         if self.device.type == "cpu":
             tune_cpu_allocator()
         self.backbone = (backbone or Backbone()).to(self.device)
-        if self.config.update_labels not in ("coarse", "refined"):
-            raise ValueError(f"update_labels must be 'coarse' or 'refined', not {self.config.update_labels!r}")
         if refiner is None:
             refiner = resolve_refiner(self.config.refiner, self.device)
         if refiner is not None:  # channels_last: ~1.6x faster convolutions on CPU, same results
@@ -235,10 +232,7 @@ class Segmenter:
     # -- per-video state -----------------------------------------------------------------------
     def new_state(self) -> VideoState:
         """An empty state for a new video."""
-        state = VideoState(config=self._config_dict, presence=PresenceState())
-        if self.refiner is not None and self.refiner.config.evidence:
-            state.evidence = AppearanceEvidence(self.refiner.config.evidence)
-        return state
+        return VideoState(config=self._config_dict, presence=PresenceState())
 
     def load_state(self, path: str | Path) -> VideoState:
         """A state saved by :meth:`VideoState.save` with this engine's settings (ValueError otherwise)."""
@@ -273,12 +267,7 @@ class Segmenter:
             feats = self.backbone(rgb[None])
             if self.refiner is not None:
                 grid = feats.s16.shape[-2:]
-                cfg = self.refiner.config
-                evidence = torch.zeros((1, evidence_channels(cfg.evidence), *grid), device=self.device)
-                attention = self.refiner.attention_vectors(feats, torch.zeros((1, 1, *grid), device=self.device)) \
-                    if cfg.attention else None
-                self.refiner(feats, torch.zeros((1, 1, *grid), device=self.device), frame.shape[:2],
-                             evidence if cfg.evidence else None, attention)
+                self.refiner(feats, torch.zeros((1, 1, *grid), device=self.device), frame.shape[:2])
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
@@ -412,9 +401,8 @@ class Segmenter:
                 scores = scores * assessment.window
             t = self._timed(state, "presence", t)
         if self.refiner is not None:
-            evidence = state.evidence.maps(self._raw_s16(feats)) if state.evidence is not None else None
             with self._autocast():
-                logits = self.refiner(feats, scores, frame_hw, evidence, state.attention)[:, 0].float()
+                logits = self.refiner(feats, scores, frame_hw)[:, 0].float()
         else:
             logits = cfg.score_sharpness * (upsample_scores(scores, frame_hw, 1)[:, 0] - 0.5)
         if given is not None:
@@ -439,7 +427,7 @@ class Segmenter:
                     scores[gone] = -1e4
             t = self._timed(state, "presence", t)
         if cfg.updates:
-            self._update(state, scores, projected, logits, given, feats, learn)
+            self._update(state, scores, projected, given, learn)
             self._timed(state, "target_update", t)
         return labels
 
@@ -498,48 +486,36 @@ class Segmenter:
         ))
         after_frame(p, self.config.presence, assessment, state.frame_index, boxes)
 
-    def _memory_labels(self, scores: torch.Tensor, logits: torch.Tensor, given: torch.Tensor | None,
+    def _memory_labels(self, scores: torch.Tensor, given: torch.Tensor | None,
                        frame_hw: tuple[int, int]) -> torch.Tensor:
-        """(N, H', W') soft labels on the label grid: each object's merged probability where it wins.
-
-        "coarse": from the target models' scores, upsampled straight to the label grid (never to
-        full resolution); "refined": from the refiner's logits, merged at full resolution and
-        area-averaged to the grid.
-        """
+        """(N, H', W') soft labels on the label grid: each object's merged probability where it wins,
+        from the target models' scores upsampled straight to the label grid (never to full
+        resolution), so online learning is the D-only engine's and the refiner only shapes the output."""
         cfg = self.config
         s = cfg.label_stride
         grid = label_grid_size(frame_hw, s)
-        if cfg.update_labels == "refined" and self.refiner is not None:
-            soft = winner_labels(soft_aggregate(torch.sigmoid(logits)))
-            return downsample_mask(soft[:, None], s)[:, 0]
         probs = torch.sigmoid(cfg.score_sharpness * (upsample_scores(scores, grid, s)[:, 0] - 0.5))
         if given is not None:
             probs = probs * downsample_mask((given == 0).float()[None, None], s)[0]
         return winner_labels(soft_aggregate(probs))
 
-    def _update(self, state: VideoState, scores: torch.Tensor, projected: torch.Tensor, logits: torch.Tensor,
-                given: torch.Tensor | None, feats: BackboneFeatures, learn: list[bool] | None = None) -> None:
-        """Add this frame to every object's memory (and appearance models); re-optimize w2 of the
-        objects due (as one batch) and refresh their target attention from this frame. ``learn``:
-        per slot, whether the presence decisions let the object learn from this frame (None: all)."""
+    def _update(self, state: VideoState, scores: torch.Tensor, projected: torch.Tensor, given: torch.Tensor | None,
+                learn: list[bool] | None = None) -> None:
+        """Add this frame to every object's memory and re-optimize w2 of the objects due (as one
+        batch). ``learn``: per slot, whether the presence decisions let the object learn from this
+        frame (None: all)."""
         cfg = self.config
-        soft = self._memory_labels(scores, logits, given, state.frame_hw)
+        soft = self._memory_labels(scores, given, state.frame_hw)
         accept = (soft > 0.5).flatten(1).sum(dim=1) * cfg.label_stride**2 >= cfg.min_update_pixels
         if learn is not None:
             accept = accept & torch.tensor(learn, device=accept.device)
         state.memory.insert(projected, soft, accept)
-        if state.evidence is not None:
-            state.evidence.update(self._raw_s16(feats), soft, accept)
         tracked = state.objects.frames_tracked
         for slot in range(len(tracked)):
             tracked[slot] += 1
         due = [slot for slot, n in enumerate(tracked) if n % cfg.update_interval == 0 and (learn is None or learn[slot])]
         if due:
             self._optimize_w2(state, due, cfg.update_cg_iterations)
-            fresh = [slot for slot in due if bool(accept[slot])]
-            if state.attention is not None and fresh:
-                state.attention = state.attention.clone()
-                state.attention[fresh] = self._attention(feats, soft[fresh])
 
     def _start_presence(self, state: VideoState, x: torch.Tensor, feats: BackboneFeatures, masks: torch.Tensor,
                         w1: torch.Tensor, w2: torch.Tensor, new_ids: list[int], colour: torch.Tensor | None) -> None:
@@ -565,15 +541,6 @@ class Segmenter:
         d.parts += [None] * n
         d.reason += [None] * n
 
-    def _raw_s16(self, feats: BackboneFeatures) -> torch.Tensor:
-        """(C, h, w) float32 stride-16 features of a one-frame BackboneFeatures (for the appearance models)."""
-        return feats.s16[0].float()
-
-    def _attention(self, feats: BackboneFeatures, masks: torch.Tensor) -> torch.Tensor:
-        """(n, 4, w) target attention vectors from one frame's features and n masks (n, H', W')."""
-        with self._autocast():
-            return self.refiner.attention_vectors(feats, masks[:, None].float())
-
     def _optimize_w2(self, state: VideoState, slots: Sequence[int], cg_iterations: int) -> None:
         """One GN step of ``cg_iterations`` CG iterations on w2 (w1 frozen) over the memories of ``slots``."""
         cfg = self.config
@@ -592,20 +559,14 @@ class Segmenter:
 
     def _start_objects(self, state: VideoState, rgb: torch.Tensor, x: torch.Tensor, given: torch.Tensor,
                        feats: BackboneFeatures, colour: torch.Tensor | None = None) -> None:
-        """Train the target models (and fill the memories, fit the appearance models, take the
-        attention vectors) of every object id in ``given`` ((H, W) ids); ``colour``: the frame's
-        colour histogram (the first reference for scene cuts)."""
+        """Train the target models (and fill the memories) of every object id in ``given`` ((H, W)
+        ids); ``colour``: the frame's colour histogram (the first reference for scene cuts)."""
         cfg = self.config
         new_ids = [i for i in torch.unique(given).tolist() if i != 0]
         slots = state.objects.add(new_ids, state.frame_index)
         masks = torch.stack([(given == i).float() for i in new_ids])  # (n, H, W)
         if state.presence is None:  # a state made before presence existed: start it now
             state.presence = PresenceState()
-        if state.evidence is not None:
-            state.evidence.add_objects(self._raw_s16(feats), masks)
-        if self.refiner is not None and self.refiner.config.attention:
-            vectors = self._attention(feats, masks)
-            state.attention = vectors if state.attention is None else torch.cat([state.attention, vectors])
         w1, w2, features, labels, weights = fit_target_models(
             x, rgb, masks, cfg, self._features, self.solver, seeds=[cfg.seed * 1000 + i for i in new_ids],
             upsample_op=self._upsample_op,

@@ -8,8 +8,6 @@ exactly. A state holds:
 * the object manager (user ids ↔ slots, start frames, frames tracked);
 * every object's target model as stacked tensors: ``w1`` (N, C, c) and ``w2`` (N, c, 9);
 * the objects' sample memories (one batched :class:`~vossegcli.engine.memory.SampleMemory`);
-* when the refiner takes them, the objects' appearance models
-  (:class:`~vossegcli.engine.evidence.AppearanceEvidence`) and target attention vectors (N, 4, w);
 * the objects' presence state: statuses, boxes, velocities, re-identification templates
   (:class:`~vossegcli.engine.presence.PresenceState`);
 * the stage timers of this video.
@@ -33,7 +31,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from vossegcli.engine.evidence import AppearanceEvidence
 from vossegcli.engine.memory import SampleMemory
 from vossegcli.engine.objects import ObjectManager
 from vossegcli.engine.presence import FrameDiagnostics, PresenceState
@@ -74,8 +71,6 @@ class VideoState:
     w1: Tensor | None = None  #: (N, C, c)
     w2: Tensor | None = None  #: (N, c, 9)
     memory: SampleMemory | None = None
-    evidence: AppearanceEvidence | None = None
-    attention: Tensor | None = None  #: (N, 4, w)
     presence: PresenceState | None = None
     times: StageTimes = field(default_factory=StageTimes)
     #: What the caller wants saved with the state (e.g. which run it belongs to); plain JSON types.
@@ -102,8 +97,6 @@ class VideoState:
             "w1": self.w1.detach().cpu().clone() if self.w1 is not None else None,
             "w2": self.w2.detach().cpu().clone() if self.w2 is not None else None,
             "memory": self._memory_state(),
-            "evidence": self.evidence.state_dict() if self.evidence is not None else None,
-            "attention": self.attention.detach().cpu().clone() if self.attention is not None else None,
             "presence": self.presence.state_dict() if self.presence is not None else None,
             "times": self.times.as_dict(),
             "extra": self.extra,
@@ -132,8 +125,6 @@ class VideoState:
             w1=blob["w1"].to(device) if blob["w1"] is not None else None,
             w2=blob["w2"].to(device) if blob["w2"] is not None else None,
             memory=memory,
-            evidence=AppearanceEvidence.from_state_dict(blob["evidence"], device) if blob["evidence"] else None,
-            attention=blob["attention"].to(device) if blob["attention"] is not None else None,
             presence=PresenceState.from_state_dict(blob["presence"], device) if blob["presence"] is not None else None,
             times=StageTimes(**blob["times"]),
             extra=dict(blob.get("extra") or {}),

@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
 from vossegcli.errors import VossegError
 from vossegcli.engine.optim import GaussNewtonCG
-from vossegcli.engine.evidence import AppearanceEvidence, pool_masks
-from vossegcli.engine.refiner import Refiner, RefinerConfig, load_partial, load_refiner, save_refiner
+from vossegcli.engine.refiner import Refiner, RefinerConfig, load_refiner, save_refiner
 from vossegcli.engine.segmenter import Segmenter, SegmenterConfig, fit_target_model, preset_config
 from vossegcli.engine.target_features import TargetFeatures, load_target_features
 from vossegcli.engine.weights import weights_file
@@ -70,12 +69,6 @@ class TrainConfig:
     val_every: int = 0  #: validation J&F on the val split every n steps (0: only at the end)
     val_frames: int = 0  #: limit validation to the first n frames per sequence (0: all)
     refiner_width: int = 32
-    #: appearance evidence the refiner takes, comma-separated ("gmm", "gdm", "dam"; "" for none)
-    evidence: str = ""
-    #: target attention vectors in the refiner's CABs (DAVIS-2019 extension)
-    attention: bool = False
-    #: the refiner's last stage: "learned" (full-resolution convolutions) or "convex" (stride 4)
-    upsampler: str = "convex"
     #: a refiner weights file to start from (matching weights copied, new inputs start at zero)
     init: str = ""
     seed: int = 0
@@ -253,18 +246,6 @@ class Batch:
     scores: torch.Tensor  #: (B, 1, side/16, side/16)
     labels: torch.Tensor  #: (B, 1, side, side)
     side: int
-    evidence: torch.Tensor | None  #: (B, k, side/16, side/16)
-    prev: list[tuple[CachedClip, int, int]] | None  #: per item (clip, previous frame, object), for attention
-
-
-def _previous_frame(frames: list[int], count: int) -> int:
-    """The frame just before the earliest segmented frame (just after it at the clip's start,
-    skipping the other segmented frame): never a frame that is itself segmented."""
-    first = min(frames)
-    for candidate in (first - 1, first + 1, first + 2):
-        if 0 <= candidate < count and candidate not in frames:
-            return candidate
-    return first
 
 
 class RefinerTrainer:
@@ -286,12 +267,16 @@ class RefinerTrainer:
         self.adapter = load_target_features(self.adapter_path, device) if self.adapter_path else None
         self.backbone = Backbone().to(device)
         torch.manual_seed(config.seed)
-        kinds = tuple(k for k in config.evidence.split(",") if k)
-        self.refiner = Refiner(RefinerConfig(width=config.refiner_width, evidence=kinds, attention=config.attention,
-                                             upsampler=config.upsampler)).to(device)
-        self.fresh_weights: list[str] = []
+        self.refiner = Refiner(RefinerConfig(width=config.refiner_width)).to(device)
         if config.init:
-            self.fresh_weights = load_partial(self.refiner, load_refiner(Path(config.init)).state_dict())
+            try:
+                start = load_refiner(Path(config.init))
+            except ValueError as error:
+                raise VossegError(str(error)) from None
+            if start.config != self.refiner.config:
+                raise VossegError(f"{config.init}: a refiner of width {start.config.width} (score skip "
+                                  f"{start.config.score_skip}); train with --width {start.config.width} to start from it")
+            self.refiner.load_state_dict(start.state_dict())
         self.optimizer = torch.optim.Adam(self.refiner.parameters(), lr=config.lr,
                                           weight_decay=config.weight_decay, amsgrad=True)
         self.step = 0
@@ -338,10 +323,8 @@ class RefinerTrainer:
         return clip, ref, obj
 
     def _batch(self) -> "Batch":
-        """One step's crops. Per sample: D from the reference frame; two segmented frames; and a
-        "previous" frame (ground truth mask) that gives the target attention and the appearance
-        models' update — three frames, as the DAVIS-2019 extension trains its attention."""
-        cfg = self.refiner.config
+        """One step's crops. Per sample: D from the reference frame, then two other frames of the
+        clip scored by it and cropped (on the object, on D's strongest false positive, or anywhere)."""
         items = []
         for _ in range(self.cfg.batch_size):
             clip, ref, obj = self._sample()
@@ -349,8 +332,6 @@ class RefinerTrainer:
             model = TargetModel(w1.to(self.device), w2.to(self.device))
             others = [i for i in range(len(clip.labels)) if i != ref] or [ref]
             frames = self.rng.sample(others, min(2, len(others)))
-            prev = _previous_frame(frames, len(clip.labels))
-            evidence = self._evidence(clip, ref, prev, obj) if cfg.evidence else None
             for frame in frames:
                 f = {k: v.to(self.device).float() for k, v in clip.features[frame].items()}
                 s = model(d_features(f, self.adapter, self.engine.feature_scale))[0]  # (1, h16, w16), full frame
@@ -362,8 +343,6 @@ class RefinerTrainer:
                 items.append({
                     "features": _crop_features(f, y, x, side), "scores": s[cells],
                     "label": (label[y:y + side, x:x + side] == obj).float(), "side": side,
-                    "evidence": evidence.maps(f["s16"])[0][cells] if evidence is not None else None,
-                    "prev": (clip, prev, obj),
                 })
         side = min(it["side"] for it in items)
         items = [it for it in items if it["side"] == side and tuple(it["label"].shape) == (side, side)]
@@ -371,34 +350,7 @@ class RefinerTrainer:
         return Batch(
             feats, torch.stack([it["scores"] for it in items]),
             torch.stack([it["label"] for it in items])[:, None].to(self.device), side,
-            torch.stack([it["evidence"] for it in items]) if cfg.evidence else None,
-            [it["prev"] for it in items] if cfg.attention else None,
         )
-
-    def _evidence(self, clip: CachedClip, ref: int, prev: int, obj: int) -> AppearanceEvidence:
-        """The object's appearance models as the engine has them when it reaches a frame after
-        ``prev``: fitted on the reference frame, updated with the previous frame (ground truth)."""
-        evidence = AppearanceEvidence(self.refiner.config.evidence)
-        for i, frame in enumerate((ref, prev)):
-            f = clip.features[frame]["s16"].to(self.device).float()
-            mask = (clip.labels[frame] == obj).to(self.device)[None].float()
-            if i == 0:
-                evidence.add_objects(f, mask)
-            elif frame != ref:
-                evidence.update(f, mask)
-        return evidence
-
-    def _attention(self, prevs: list[tuple[CachedClip, int, int]]) -> torch.Tensor:
-        """(B, 4, w) attention vectors from each item's previous frame (full frame, ground truth)."""
-        vectors, cache = [], {}
-        for clip, frame, obj in prevs:
-            key = (clip.name, frame, obj)
-            if key not in cache:  # an item's two segmented frames share their previous frame
-                f = BackboneFeatures(**{k: v.to(self.device).float()[None] for k, v in clip.features[frame].items()})
-                mask = pool_masks((clip.labels[frame] == obj).to(self.device)[None], f.s4.shape[-2:])
-                cache[key] = self.refiner.attention_vectors(f, mask[:, None])
-            vectors.append(cache[key])
-        return torch.cat(vectors)
 
     def learning_rate(self, step: int) -> float:
         """Step schedule (as the reference's StepLR, scaled to our run length): ``lr`` until
@@ -413,8 +365,7 @@ class RefinerTrainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate(self.step)
             batch = self._batch()
-            attention = self._attention(batch.prev) if batch.prev is not None else None
-            logits = self.refiner(batch.features, batch.scores, (batch.side, batch.side), batch.evidence, attention)
+            logits = self.refiner(batch.features, batch.scores, (batch.side, batch.side))
             labels = batch.labels
             loss = refiner_loss(logits, labels, cfg.loss)
             self.optimizer.zero_grad(set_to_none=True)
