@@ -208,7 +208,7 @@ def test_every_computing_command_takes_threads(command):
 def test_a_busy_cpu_prompts_a_note_to_use_fewer_threads(monkeypatch, capsys, keep_torch_threads):
     import torch
 
-    from vossegcli import cli
+    from vossegcli.cli import common as cli
     from vossegcli.engine import device as device_module
 
     torch.set_num_threads(2)

@@ -1,0 +1,5 @@
+"""``python -m vossegcli.cli``: the vosseg command line."""
+
+from vossegcli.cli import main
+
+main()
