@@ -11,6 +11,7 @@ from vossegcli.engine.segmenter import Segmenter, preset_config
 from vossegcli.io.palette import read_label_png
 from vossegcli.io.video import open_frames
 from vossegcli.sample import sample_paths
+from support import iou
 
 
 @pytest.fixture(scope="module")
@@ -77,17 +78,17 @@ def test_object_added_later_is_carved_out_of_tracked_objects(clip):
     assert seg.last_state.objects.ids == [1, 2] and seg.last_state.objects.start_frames == [0, 5]
 
 
-def test_the_refiner_drives_the_output_and_an_untrained_one_reproduces_the_plain_engine(clip):
+def test_the_refiner_drives_the_output_and_an_untrained_one_follows_the_target_models(clip):
     from vossegcli.engine.refiner import Refiner, RefinerConfig
 
     frames, first = clip
     torch.manual_seed(0)
     config = preset_config("fast", refiner=None, update_interval=0, augment=AugmentConfig(num_samples=0))
     _, plain = _run(config, frames[:4], {0: first})
-    untrained = Refiner(RefinerConfig(width=8))  # score skip, last conv zero: the plain engine exactly
+    untrained = Refiner(RefinerConfig(width=8))  # score skip, last conv zero: the scores upsampled via stride 4
     same = [r.labels for r in Segmenter(config, device="cpu", refiner=untrained).run(iter(frames[:4]), {0: first})]
-    # Identical up to sigmoid rounding at exactly-0.5 pixels.
-    assert all((a != b).mean() < 1e-3 for a, b in zip(plain, same))
+    for a, b in zip(plain[1:], same[1:]):  # the same objects, up to the two upsamplings' boundaries
+        assert all(iou(a == o, b == o) > 0.75 for o in (1, 2))
     other = Refiner(RefinerConfig(width=8, score_skip=False)).eval()  # random weights: its own masks
     with torch.no_grad():
         other.upsampler.logits.bias.fill_(5.0)  # says "object" almost everywhere
@@ -196,3 +197,48 @@ def test_json_overrides_change_nested_settings_and_keep_the_rest():
     c = with_overrides(base, {"presence": {"ownership_penalty": 2.0}, "init_cg_iterations": [5, 5], "refiner": None})
     assert c.presence.ownership_penalty == 2.0 and c.presence.found_similarity == base.presence.found_similarity
     assert c.init_cg_iterations == (5, 5) and c.refiner is None and c.channels == 32
+
+
+def test_a_tracked_frame_reads_the_device_twice_at_most_and_only_through_to_host(clip, monkeypatch):
+    """On a GPU every read of a device value stalls the pipeline: a frame reads once for the presence
+    signals and once for the label map with its diagnostics, both through ``to_host``; no
+    ``.item()``, ``.tolist()``, ``.cpu()``, ``float(t)`` or ``bool(t)`` anywhere else in ``step``."""
+    import vossegcli.engine.device as device
+    import vossegcli.engine.presence as presence
+    import vossegcli.engine.segmenter as segmenter
+
+    frames, first = clip
+    seg = Segmenter(preset_config("default"), device="cpu")
+    state = seg.new_state()
+    seg.step(state, frames[0], first)  # (a start frame may read the new ids: not counted)
+    stray, calls, inside = [], [], [False]
+    original = device.to_host
+
+    def counted_to_host(*tensors):
+        calls.append(len(tensors))
+        inside[0] = True
+        try:
+            return original(*tensors)
+        finally:
+            inside[0] = False
+
+    def watch(name):
+        method = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            if not inside[0]:
+                stray.append(name)
+            return method(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+
+    for name in ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__"):
+        watch(name)
+    monkeypatch.setattr(presence, "to_host", counted_to_host)
+    monkeypatch.setattr(segmenter, "to_host", counted_to_host)
+    frames_run = 16  # past template_every (10): a template expansion decision is among them
+    for i in range(1, 1 + frames_run):
+        seg.step(state, frames[i], None)
+    monkeypatch.undo()
+    assert stray == [], f"device reads outside to_host: {sorted(set(stray))}"
+    assert len(calls) == 2 * frames_run
+    assert [d.status for d in [state.diagnostics]] == [["tracked", "tracked"]]

@@ -158,3 +158,18 @@ def tune_cpu_allocator() -> bool:
         return False
     _ALLOCATOR_TUNED = ok
     return ok
+
+
+def to_host(*tensors: torch.Tensor) -> list:
+    """Device tensors → numpy arrays on the host, with **one** wait for the device.
+
+    Every read the engine makes of device values in a frame goes through here, so a frame waits
+    for the GPU as few times as possible: each tensor is copied without blocking and the copies
+    wait once, together (on CPU this is a plain conversion).
+    """
+    if tensors and tensors[0].device.type == "cuda":
+        copies = [t.detach().to("cpu", non_blocking=True) for t in tensors]
+        torch.cuda.current_stream(tensors[0].device).synchronize()
+    else:
+        copies = [t.detach().cpu() for t in tensors]
+    return [c.numpy() for c in copies]

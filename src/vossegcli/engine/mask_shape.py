@@ -35,12 +35,14 @@ def label_parts(on: np.ndarray) -> np.ndarray:
         labels = grown
 
 
-def part_areas(masks: Tensor, threshold: float = 0.5, max_parts: int = 64) -> list[list[int]]:
-    """(N, h, w) coverage maps in [0, 1] (a written mask area-averaged to a coarse grid) → per mask,
-    the cell counts of its 8-connected parts (cells ≥ ``threshold``), largest first (at most
-    ``max_parts``), by :func:`label_parts` on the host (a 480p frame's stride-8 grid: ~1 ms)."""
+def part_areas(masks: Tensor | np.ndarray, threshold: float = 0.5, max_parts: int = 64) -> list[list[int]]:
+    """(N, h, w) coverage maps in [0, 1] (a written mask area-averaged to a coarse grid; a tensor, or
+    a host array) → per mask, the cell counts of its 8-connected parts (cells ≥ ``threshold``),
+    largest first (at most ``max_parts``), by :func:`label_parts` on the host (a 480p frame's
+    stride-8 grid: ~1 ms)."""
+    on_cells = masks >= threshold
     out = []
-    for on in (masks >= threshold).cpu().numpy():
+    for on in (on_cells.cpu().numpy() if isinstance(on_cells, Tensor) else np.asarray(on_cells)):
         labels = label_parts(on)
         counts = np.unique(labels[on], return_counts=True)[1] if on.any() else np.zeros(0, np.int64)
         out.append(sorted(counts.tolist(), reverse=True)[:max_parts])

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vossegcli.engine.device import to_host
 from vossegcli.engine.reid import TemplateBank, mask_boxes, region_embeddings
 from vossegcli.engine.scene_cut import CutRule, colour_distance, is_cut
 
@@ -297,20 +298,6 @@ def assess(
     updates ``state.status``, ``state.boxes`` (for re-found objects), the descriptor and the colours."""
     n, _, h, w = scores.shape
     desc = frame_descriptor(s32)
-    frame_sim = colour_change = None
-    if state.descriptor is not None:
-        if colour is not None and state.colour is not None:  # one read-back for both signals
-            frame_sim, colour_change = torch.stack([desc @ state.descriptor, colour_distance(colour, state.colour)]).tolist()
-        else:
-            frame_sim, colour_change = float(desc @ state.descriptor), 1.0
-    rule = CutRule(cfg.cut_similarity, cfg.cut_colour, cfg.cut_sure)
-    cut = frame_sim is not None and is_cut(frame_sim, colour_change, rule)
-    state.descriptor, state.colour = desc, colour
-    if cut:  # objects whose scene this is again get a few frames of easier re-finding
-        returned = (state.scene @ desc >= cfg.cut_similarity).tolist()
-        state.back = [cfg.scene_return_frames if r else 0 for r in returned]
-    else:
-        state.back = [max(b - 1, 0) for b in state.back]
     boxes = torch.tensor(state.boxes, device=scores.device, dtype=torch.float32)
     written = torch.tensor([s in (Status.TRACKED, Status.UNCERTAIN) for s in state.status], device=scores.device)
     if cfg.spatial_prior:
@@ -321,12 +308,27 @@ def assess(
     used = scores * window
     weights = region_weights(used[:, 0], sharpness)
     region = mask_boxes(weights)
-    has_region = (weights >= 0.5).flatten(1).any(dim=1).tolist()
     emb = region_embeddings(s16, s32, region, weights)
-    sims = state.bank.similarity(list(range(n)), emb).tolist()
-    peaks = used.flatten(1).amax(dim=1).tolist()
-    areas = (weights.flatten(1).sum(dim=1) * 256.0).tolist()  # frame pixels (stride-16 cells)
-    boxes_out = [b if on else [] for b, on in zip(region.tolist(), has_region)]
+    # every signal the decisions below read, in one transfer: the frame's similarity to the previous
+    # one and its colour change (cuts), each object's scene match, region, similarity, peak and area
+    frame = torch.stack([desc @ state.descriptor if state.descriptor is not None else desc.new_zeros(()),
+                         colour_distance(colour, state.colour) if colour is not None and state.colour is not None
+                         else desc.new_ones(())])
+    returned = state.scene @ desc >= cfg.cut_similarity if state.scene is not None else desc.new_zeros(n, dtype=torch.bool)
+    per_object = torch.stack([returned.float(), (weights >= 0.5).flatten(1).any(dim=1).float(),
+                              state.bank.similarity(list(range(n)), emb), used.flatten(1).amax(dim=1),
+                              weights.flatten(1).sum(dim=1) * 256.0], dim=1)  # areas: frame pixels (stride-16 cells)
+    frame_h, per_object_h, region_h = to_host(frame, per_object.float(), region.float())
+    frame_sim, colour_change = (float(frame_h[0]), float(frame_h[1])) if state.descriptor is not None else (None, None)
+    returned_h, has_region, sims, peaks, areas = (per_object_h[:, k].tolist() for k in range(5))
+    rule = CutRule(cfg.cut_similarity, cfg.cut_colour, cfg.cut_sure)
+    cut = frame_sim is not None and is_cut(frame_sim, colour_change, rule)
+    state.descriptor, state.colour = desc, colour
+    if cut:  # objects whose scene this is again get a few frames of easier re-finding
+        state.back = [cfg.scene_return_frames if r else 0 for r in returned_h]
+    else:
+        state.back = [max(b - 1, 0) for b in state.back]
+    boxes_out = [b if on else [] for b, on in zip(region_h.tolist(), has_region)]
     status, refound = list(state.status), [False] * n
     gone: list[int] = []
     for i in range(n):
@@ -439,4 +441,4 @@ def after_frame(state: PresenceState, cfg: PresenceConfig, assessment: Assessmen
             state.scene[i] = state.descriptor
             state.peak_ref[i] += cfg.peak_rate * (assessment.peak[i] - state.peak_ref[i])
             if frame - state.bank.added[i] >= cfg.template_every:
-                state.bank.expand(i, assessment.embeddings[i], frame, cfg.template_novelty)
+                state.bank.expand(i, assessment.embeddings[i], frame, cfg.template_novelty, assessment.similarity[i])

@@ -151,12 +151,19 @@ class TemplateBank:
         valid = torch.arange(self.capacity, device=cos.device)[None] < torch.tensor(self.count, device=cos.device)[slots][:, None]
         return cos.masked_fill(~valid, -1.0).amax(dim=1)
 
-    def expand(self, slot: int, embedding: Tensor, frame: int, max_similarity: float) -> bool:
+    def expand(self, slot: int, embedding: Tensor, frame: int, max_similarity: float,
+               similarity: float | None = None) -> bool:
         """Add ``embedding`` (D,) to ``slot`` unless a template already has cosine ≥ ``max_similarity``;
-        the oldest expansion makes room when full. Returns whether it was added."""
+        the oldest expansion makes room when full. Returns whether it was added. ``similarity``: that
+        best cosine when the caller has it already (:meth:`similarity`, read with the frame's other
+        signals), so the decision needs no read from the device."""
         n = self.count[slot]
-        if self.capacity == 1 or float((self.templates[slot, :n] @ embedding).max()) >= max_similarity:
-            return False  # (capacity 1: the start frame's template only)
+        if self.capacity == 1:
+            return False  # (the start frame's template only)
+        if similarity is None:
+            similarity = float((self.templates[slot, :n] @ embedding).max())
+        if similarity >= max_similarity:
+            return False
         if n < self.capacity:
             index = n
             self.count[slot] = n + 1

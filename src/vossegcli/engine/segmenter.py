@@ -26,8 +26,9 @@ are trained on them by Gauss–Newton as one batch (:mod:`vossegcli.engine.optim
 are filled with them, and the given mask is written for that frame — carved out of the objects
 already tracked.
 
-Everything runs under ``torch.inference_mode()``; the only value read back per frame is the final
-label map. :meth:`Segmenter.run` is a thin generator over :meth:`step` and holds nothing per frame
+Everything runs under ``torch.inference_mode()``. A frame waits for the device twice at most, both
+through :func:`~vossegcli.engine.device.to_host`: once for the presence signals (decided on the
+host), once for the label map together with its diagnostics (tested by counting the reads). :meth:`Segmenter.run` is a thin generator over :meth:`step` and holds nothing per frame
 after yielding, so memory does not grow with video length::
 
     seg = Segmenter(SegmenterConfig(), device="auto")
@@ -52,7 +53,7 @@ import torch.nn.functional as F
 from vossegcli.engine.augment import AugmentConfig, augment_start_frame
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
 from vossegcli.engine.device import (
-    configure_determinism, precision_name, resolve_device, resolve_precision, tune_cpu_allocator,
+    configure_determinism, precision_name, resolve_device, resolve_precision, to_host, tune_cpu_allocator,
 )
 from vossegcli.engine.geometry import FEATURE_STRIDE, downsample_mask, label_grid_size, upsample_scores
 from vossegcli.engine.mask_shape import part_areas, real_parts, scattered
@@ -328,13 +329,15 @@ class Segmenter:
             state.times.frames += 1
             return np.zeros((h, w), np.uint8)
         with torch.inference_mode():
-            labels = self._step(state, frame, new_masks if starting else None)
-            out = labels.to(torch.uint8).cpu().numpy()  # the one read-back per frame
+            out = self._step(state, frame, new_masks if starting else None)
         state.frame_index += 1
         state.times.frames += 1
         return out
 
-    def _step(self, state: VideoState, frame: np.ndarray, new_masks: np.ndarray | None) -> torch.Tensor:
+    def _step(self, state: VideoState, frame: np.ndarray, new_masks: np.ndarray | None) -> np.ndarray:
+        """One frame → (H, W) uint8 ids on the host. The device is waited for twice at most: for the
+        presence signals (:func:`~vossegcli.engine.presence.assess`), and for the label map together
+        with its diagnostics (:meth:`_diagnose`); both through :func:`~vossegcli.engine.device.to_host`."""
         h, w = frame.shape[:2]
         t = time.perf_counter()
         rgb = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, non_blocking=True).permute(2, 0, 1)
@@ -347,9 +350,9 @@ class Segmenter:
         if state.num_objects:
             labels = self._predict_and_update(state, feats, x, (h, w), given, colour)
         else:
-            labels = torch.zeros((h, w), dtype=torch.long, device=self.device)
+            labels = np.zeros((h, w), np.uint8)
         if given is not None:
-            labels = torch.where(given > 0, given, labels)
+            labels = np.where(new_masks > 0, new_masks, labels).astype(np.uint8)
             t = time.perf_counter()
             self._start_objects(state, rgb, x, given, feats, colour)
             self._timed(state, "target_init", t)
@@ -417,8 +420,10 @@ class Segmenter:
         labels = label_map_from_logits(logits, state.objects.ids_tensor(self.device))
         t = self._timed(state, "merge", t)
         learn = None
-        if assessment is not None:
-            self._diagnose(state, assessment, labels, logits)
+        if assessment is None:
+            host = to_host(labels.to(torch.uint8))[0]
+        else:
+            host = self._diagnose(state, assessment, labels, logits)
             if cfg.presence.enabled:
                 learn = [s == Status.TRACKED for s in assessment.status]
                 gone = [i for i in range(state.num_objects) if not assessment.written(i)]
@@ -429,7 +434,7 @@ class Segmenter:
         if cfg.updates:
             self._update(state, scores, projected, given, learn)
             self._timed(state, "target_update", t)
-        return labels
+        return host
 
     def _ownership(self, state: VideoState, assessment, logits: torch.Tensor) -> torch.Tensor:
         """Logits (N, H, W) less the ownership penalties (:func:`~vossegcli.engine.presence.ownership_penalties`)
@@ -443,10 +448,11 @@ class Segmenter:
         up = F.interpolate(penalty[:, None], scale_factor=OWNER_STRIDE, mode="bilinear", align_corners=False)[:, 0, :h, :w]
         return logits - cfg.ownership_penalty * up
 
-    def _diagnose(self, state: VideoState, assessment, labels: torch.Tensor, logits: torch.Tensor) -> None:
+    def _diagnose(self, state: VideoState, assessment, labels: torch.Tensor, logits: torch.Tensor) -> np.ndarray:
         """Per-object area, mean probability and parts of the written masks → ``state.diagnostics``
         (a written mask scattered over many separate parts is reported ``uncertain``, with the reason);
-        then the presence state's boxes and velocities (from the written masks), references and templates."""
+        then the presence state's boxes and velocities (from the written masks), references and templates.
+        Returns the label map (H, W) uint8 on the host: read with the diagnostics in one transfer."""
         ids = state.objects.ids_tensor(self.device)
         onehot = labels[None] == ids[:, None, None]  # (N, H, W)
         area = onehot.flatten(1).sum(dim=1)
@@ -454,8 +460,10 @@ class Segmenter:
         y0, y1 = _quantile_span(onehot.sum(dim=2))  # robust to a few stray pixels far away
         x0, x1 = _quantile_span(onehot.sum(dim=1))
         coverage = downsample_mask(onehot.float()[:, None], OWNER_STRIDE)[:, 0]  # (N, h8, w8)
-        values = torch.stack([area.float(), prob.float(), x0, y0, x1, y1], dim=1).tolist()
-        parts = part_areas(coverage.cpu())  # (one small copy: the parts are counted on the host's grid)
+        host, values, covered = to_host(labels.to(torch.uint8), torch.stack([area.float(), prob.float(), x0, y0, x1, y1], dim=1),
+                                        coverage >= 0.5)
+        values = values.tolist()
+        parts = part_areas(covered)  # (the parts are counted on the host's grid)
         p = state.presence
         if state.num_objects > 1 and self.config.presence.ownership_penalty > 0:
             p.owner = coverage
@@ -485,6 +493,7 @@ class Segmenter:
             parts=counts, reason=reasons,
         ))
         after_frame(p, self.config.presence, assessment, state.frame_index, boxes)
+        return host
 
     def _memory_labels(self, scores: torch.Tensor, given: torch.Tensor | None,
                        frame_hw: tuple[int, int]) -> torch.Tensor:
