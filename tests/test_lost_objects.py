@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vossegcli.engine.segmenter import Segmenter, SegmenterConfig
+from vossegcli.engine.segmenter import Segmenter
+from vossegcli.engine.config import SegmenterConfig
 from vossegcli.io.palette import read_label_png, write_label_png
 from vossegcli.io.video import open_frames
 from vossegcli.sample import HEIGHT, WIDTH, _Scene, sample_paths

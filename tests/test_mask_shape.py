@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from vossegcli.engine.mask_shape import part_areas, real_parts, scattered
-from vossegcli.engine.segmenter import Segmenter, preset_config
+from vossegcli.engine.segmenter import Segmenter
+from vossegcli.engine.config import preset_config
 
 
 def _blobs(positions, size=3, hw=(30, 40)):

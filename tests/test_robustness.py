@@ -28,7 +28,8 @@ from PIL import Image, ImageFilter
 import vossegcli.pipeline as pipeline
 import vossegcli.run.outputs as outputs
 import vossegcli.run.segment as segment_module
-from vossegcli.engine.segmenter import SegmenterConfig, StageTimes
+from vossegcli.engine.config import SegmenterConfig
+from vossegcli.engine.state import StageTimes
 from vossegcli.io.palette import davis_palette, read_label_png, write_label_png
 from vossegcli.sample import sample_paths
 from support import run_cli

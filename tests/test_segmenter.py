@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from vossegcli.engine.augment import AugmentConfig
-from vossegcli.engine.segmenter import Segmenter, preset_config
+from vossegcli.engine.segmenter import Segmenter
+from vossegcli.engine.config import preset_config
 from vossegcli.io.palette import read_label_png
 from vossegcli.io.video import open_frames
 from vossegcli.sample import sample_paths
@@ -191,7 +192,7 @@ def test_start_frame_samples_keep_their_floor_share_of_the_memory(clip):
 
 
 def test_json_overrides_change_nested_settings_and_keep_the_rest():
-    from vossegcli.engine.segmenter import with_overrides
+    from vossegcli.engine.config import with_overrides
 
     base = preset_config("fast")
     c = with_overrides(base, {"presence": {"ownership_penalty": 2.0}, "init_cg_iterations": [5, 5], "refiner": None})
@@ -204,6 +205,7 @@ def test_a_tracked_frame_reads_the_device_twice_at_most_and_only_through_to_host
     signals and once for the label map with its diagnostics, both through ``to_host``; no
     ``.item()``, ``.tolist()``, ``.cpu()``, ``float(t)`` or ``bool(t)`` anywhere else in ``step``."""
     import vossegcli.engine.device as device
+    import vossegcli.engine.diagnose as diagnose
     import vossegcli.engine.presence as presence
     import vossegcli.engine.segmenter as segmenter
 
@@ -233,8 +235,8 @@ def test_a_tracked_frame_reads_the_device_twice_at_most_and_only_through_to_host
 
     for name in ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__"):
         watch(name)
-    monkeypatch.setattr(presence, "to_host", counted_to_host)
-    monkeypatch.setattr(segmenter, "to_host", counted_to_host)
+    for module in (presence, diagnose, segmenter):  # every engine module that reads the device
+        monkeypatch.setattr(module, "to_host", counted_to_host)
     frames_run = 16  # past template_every (10): a template expansion decision is among them
     for i in range(1, 1 + frames_run):
         seg.step(state, frames[i], None)

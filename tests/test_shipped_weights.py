@@ -8,7 +8,8 @@ import torch
 from vossegcli.engine.refiner import load_refiner
 from vossegcli.engine.weights import WEIGHTS_DIR, shipped_path, weights_file
 from vossegcli.files import sha256_of
-from vossegcli.engine.segmenter import Segmenter, SegmenterConfig
+from vossegcli.engine.segmenter import Segmenter
+from vossegcli.engine.config import SegmenterConfig
 from support import runner
 
 

@@ -8,7 +8,8 @@ import torch
 
 from vossegcli.engine.backbone import BackboneFeatures
 from vossegcli.engine.memory import SampleMemory
-from vossegcli.engine.segmenter import Segmenter, preset_config
+from vossegcli.engine.segmenter import Segmenter
+from vossegcli.engine.config import preset_config
 from vossegcli.engine.target_features import (
     TargetFeatures,
     TargetFeaturesConfig,

@@ -153,7 +153,7 @@ def test_training_target_models_follow_the_adapter_and_share_the_cached_features
     from dataclasses import replace
 
     from vossegcli.engine.backbone import Backbone
-    from vossegcli.engine.segmenter import preset_config
+    from vossegcli.engine.config import preset_config
     from vossegcli.engine.target_features import load_target_features
     from vossegcli.engine.weights import shipped_path, weights_file
     from vossegcli.train.trainer import FeatureCache, d_features

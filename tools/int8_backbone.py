@@ -138,7 +138,8 @@ def main():
         speed["s16 relative error"] = round(float((ref.s16 - got.s16).norm() / ref.s16.norm()), 4)
     print(json.dumps(speed))
     if len(sys.argv) > 2 and sys.argv[1] == "val":
-        from vossegcli.engine.segmenter import Segmenter, preset_config
+        from vossegcli.engine.segmenter import Segmenter
+        from vossegcli.engine.config import preset_config
         from vossegcli.eval.davis import evaluate
         from vossegcli.io.palette import read_label_png, write_label_png
         from vossegcli.io.video import open_frames

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vossegcli.engine.segmenter import SegmenterConfig
+from vossegcli.engine.config import SegmenterConfig
 from vossegcli.eval.lost import build_val_lost
 from vossegcli.run.diagnostics import DIAGNOSTICS_FILE, read_records
 from vossegcli.run.segment import segment

@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from vossegcli.engine.segmenter import SegmenterConfig
+from vossegcli.engine.config import SegmenterConfig
 from vossegcli.eval.lost import run_val_lost
 from vossegcli.eval.split import score_yardsticks
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
-from vossegcli.engine.segmenter import preset_config, with_overrides
+from vossegcli.engine.config import preset_config, with_overrides
 from vossegcli.eval.real30 import QUARTERS, run_real30
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

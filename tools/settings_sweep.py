@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from vossegcli.engine.segmenter import preset_config, with_overrides
+from vossegcli.engine.config import preset_config, with_overrides
 from vossegcli.eval.split import score_yardsticks
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

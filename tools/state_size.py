@@ -1,7 +1,8 @@
 import time, numpy as np, json
 from vossegcli.io.video import open_frames
 from vossegcli.io.palette import read_label_png
-from vossegcli.engine.segmenter import Segmenter, preset_config
+from vossegcli.engine.segmenter import Segmenter
+from vossegcli.engine.config import preset_config
 import sys
 long = sys.argv[1] if len(sys.argv) > 1 else "long300"  # made by make_long.py (docs/RESULTS.md)
 m = read_label_png(long + "_mask.png")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from vossegcli.engine.segmenter import preset_config
+from vossegcli.engine.config import preset_config
 from vossegcli.eval.split import score_yardsticks
 from vossegcli.train.trainer import RefinerTrainer, TrainConfig
 

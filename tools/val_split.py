@@ -12,7 +12,8 @@ sys.path.insert(0, src)
 from pathlib import Path
 from vossegcli.io.video import open_frames
 from vossegcli.io.palette import read_label_png, write_label_png
-from vossegcli.engine.segmenter import Segmenter, preset_config
+from vossegcli.engine.segmenter import Segmenter
+from vossegcli.engine.config import preset_config
 from vossegcli.eval.davis import evaluate
 D = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis16-train"
 seqs = json.loads((D / "splits.json").read_text())[sys.argv[4] if len(sys.argv) > 4 else "val"]

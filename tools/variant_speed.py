@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from vossegcli.engine.segmenter import preset_config
+from vossegcli.engine.config import preset_config
 from vossegcli.run.benchmark import run_benchmark
 
 clip, mask, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])

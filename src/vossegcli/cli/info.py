@@ -47,7 +47,7 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) 
     import torch
 
     from vossegcli.engine.backbone import Backbone
-    from vossegcli.engine.segmenter import resolve_device
+    from vossegcli.engine.device import resolve_device
     from vossegcli.run.report import environment_info
 
     device = resolve_device("auto")

@@ -169,7 +169,7 @@ def _segment_auto(
             err_console.print(f"  {escape(_as_flags(line))}", highlight=False, soft_wrap=True)
 
         if dry_run:
-            from vossegcli.engine.segmenter import resolve_device
+            from vossegcli.engine.device import resolve_device
 
             from vossegcli.run.outputs import prepare_output_dir
 

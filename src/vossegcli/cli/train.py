@@ -65,7 +65,7 @@ def train(
 ) -> None:
     """Train the refinement network on davis16-train `train` + synthetic clips (ECSSD, optionally DUTS-TR)."""
     _use_threads(threads, device)
-    from vossegcli.engine.segmenter import resolve_device
+    from vossegcli.engine.device import resolve_device
     from vossegcli.train.trainer import RefinerTrainer, TrainConfig
 
     if crop % 32 or crop < 64:

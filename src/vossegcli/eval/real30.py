@@ -24,7 +24,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 from vossegcli.engine.backbone import Backbone
-from vossegcli.engine.segmenter import Segmenter, SegmenterConfig
+from vossegcli.engine.segmenter import Segmenter
+from vossegcli.engine.config import SegmenterConfig
 from vossegcli.errors import InputError
 from vossegcli.eval.davis import EvalResult, evaluate
 

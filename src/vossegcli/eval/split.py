@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from vossegcli.engine.segmenter import SegmenterConfig, preset_config
+from vossegcli.engine.config import SegmenterConfig, preset_config
 from vossegcli.errors import InputError
 from vossegcli.eval.datasets import dataset_root
 from vossegcli.eval.davis import EvalResult, evaluate

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vossegcli.engine.segmenter import MAX_OBJECTS
+from vossegcli.engine.objects import MAX_OBJECTS
 from vossegcli.errors import MaskError
 from vossegcli.io.palette import VOID_ID, davis_palette
 

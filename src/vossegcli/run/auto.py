@@ -41,7 +41,9 @@ from vossegcli.engine.primary import PrimarySegmenter, load_primary
 from vossegcli.engine.refiner import load_refiner
 from vossegcli.engine.weights import shipped_path
 from vossegcli.files import sha256_of
-from vossegcli.engine.segmenter import MAX_OBJECTS, Segmenter, SegmenterConfig
+from vossegcli.engine.segmenter import Segmenter
+from vossegcli.engine.config import SegmenterConfig
+from vossegcli.engine.objects import MAX_OBJECTS
 from vossegcli.errors import DeviceError, InputError, Interrupted, OutputError, RunInterrupted, VossegError
 from vossegcli.files import atomic_write
 from vossegcli.io.palette import VOID_ID, davis_palette, write_label_png

@@ -15,7 +15,7 @@ def engine_config(
 ):
     """The engine configuration of ``vosseg segment``'s options (VossegError for an invalid one)."""
 
-    from vossegcli.engine.segmenter import preset_config
+    from vossegcli.engine.config import preset_config
 
     try:
         config = preset_config(preset, seed=seed)

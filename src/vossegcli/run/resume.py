@@ -14,7 +14,7 @@ import numpy as np
 from vossegcli import __version__
 from vossegcli.engine.weights import weights_file
 from vossegcli.files import sha256_of
-from vossegcli.engine.segmenter import SegmenterConfig
+from vossegcli.engine.config import SegmenterConfig
 from vossegcli.errors import OutputError
 from vossegcli.io.masks import MaskSet
 from vossegcli.io.palette import read_label_png

@@ -32,7 +32,9 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from vossegcli.engine.segmenter import Segmenter, SegmenterConfig, resolve_device
+from vossegcli.engine.segmenter import Segmenter
+from vossegcli.engine.config import SegmenterConfig
+from vossegcli.engine.device import resolve_device
 from vossegcli.errors import (
     DeviceError, InputError, Interrupted, MaskError, OutputError, RunInterrupted, VossegError,
 )

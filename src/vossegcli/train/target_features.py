@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from vossegcli.engine.geometry import downsample_mask
 from vossegcli.engine.optim import GaussNewtonCG
-from vossegcli.engine.segmenter import SegmenterConfig
+from vossegcli.engine.config import SegmenterConfig
 from vossegcli.engine.target_features import TargetFeatures, TargetFeaturesConfig, save_target_features
 from vossegcli.engine.target_model import (
     BatchedSamples,

@@ -32,7 +32,9 @@ from vossegcli.engine.backbone import Backbone, BackboneFeatures
 from vossegcli.errors import VossegError
 from vossegcli.engine.optim import GaussNewtonCG
 from vossegcli.engine.refiner import Refiner, RefinerConfig, load_refiner, save_refiner
-from vossegcli.engine.segmenter import Segmenter, SegmenterConfig, fit_target_model, preset_config
+from vossegcli.engine.segmenter import Segmenter
+from vossegcli.engine.target_fit import fit_target_model
+from vossegcli.engine.config import SegmenterConfig, preset_config
 from vossegcli.engine.target_features import TargetFeatures, load_target_features
 from vossegcli.engine.weights import weights_file
 from vossegcli.files import atomic_torch_save
