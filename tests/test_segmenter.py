@@ -244,3 +244,35 @@ def test_a_tracked_frame_reads_the_device_twice_at_most_and_only_through_to_host
     assert stray == [], f"device reads outside to_host: {sorted(set(stray))}"
     assert len(calls) == 2 * frames_run
     assert [d.status for d in [state.diagnostics]] == [["tracked", "tracked"]]
+
+
+def test_removing_an_object_drops_it_everywhere_and_the_rest_continues_exactly(clip, tmp_path):
+    """VideoState.remove_objects: the removed id is never written again; every per-object component
+    shrinks to the kept object, whose model is untouched; the state saves and resumes exactly; the
+    id may start again later from a new mask."""
+    frames, first = clip
+    seg = Segmenter(preset_config("default", update_interval=3), device="cpu")
+    state = seg.new_state()
+    for i in range(6):
+        seg.step(state, frames[i], first if i == 0 else None)
+    kept_w1 = state.w1[state.objects.slot_of(2)].clone()
+    assert state.remove_objects([1]) == [0]
+    assert state.objects.ids == [2] and state.w1.shape[0] == state.w2.shape[0] == 1
+    assert torch.equal(state.w1[0], kept_w1)
+    assert state.memory.num_objects == 1 and len(state.memory.filled) == 1
+    p = state.presence
+    assert len(p.status) == len(p.boxes) == len(p.bank) == p.scene.shape[0] == 1
+    state.save(tmp_path / "state.pt")
+    later = [seg.step(state, frames[i]) for i in range(6, 12)]
+    assert all(not (labels == 1).any() and (labels == 2).any() for labels in later)
+    again = seg.load_state(tmp_path / "state.pt")
+    assert all(np.array_equal(a, seg.step(again, frames[i])) for a, i in zip(later, range(6, 12)))
+    mask = np.where(first == 1, 1, 0).astype(np.uint8)  # object 1 starts again (its first mask)
+    back = seg.step(state, frames[12], mask)
+    assert state.objects.ids == [2, 1] and (back == 1).any()
+    assert (seg.step(state, frames[13]) == 1).any()
+    with pytest.raises(KeyError):
+        state.remove_objects([7])
+    state.remove_objects([1, 2])  # none left: frames are empty until a mask starts one again
+    assert state.num_objects == 0 and state.w1 is None and not seg.step(state, frames[14]).any()
+    assert (seg.step(state, frames[15], first) > 0).any() and state.objects.ids == [1, 2]

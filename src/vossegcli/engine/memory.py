@@ -177,6 +177,13 @@ class SampleMemory:
             feats, labs, w = self.features[index, :k], self.labels[index, :k], self.weights[index, :k]
         return feats, labs, (w / w.sum(dim=1, keepdim=True)).to(self.features.dtype)
 
+    def select(self, slots: list[int]) -> None:
+        """Keep only the objects in ``slots``, in that order."""
+        index = torch.tensor(slots, dtype=torch.long, device=self.features.device)
+        self.features, self.labels = self.features[index], self.labels[index]
+        self.weights, self.previous, self.anchor = self.weights[index], self.previous[index], self.anchor[index]
+        self.filled = [self.filled[i] for i in slots]
+
     # -- saving and restoring (exact resume) -------------------------------------------------
     def state_dict(self) -> dict:
         """Everything needed to continue exactly; only the slots in use are stored."""

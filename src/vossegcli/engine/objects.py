@@ -1,8 +1,10 @@
 """ObjectManager: the user's object ids ↔ the engine's slots, in one place.
 
 Slots are the leading index of every per-object tensor in a :class:`~vossegcli.engine.state.VideoState`
-(target-model weights, sample memories). Objects get slots in the order they start; ids may be
-any non-contiguous values 1..255 (uint8 label maps) and objects may start on any frame.
+(target-model weights, sample memories, presence, templates). Objects get slots in the order they
+start; ids may be any non-contiguous values 1..255 (uint8 label maps) and objects may start on any
+frame. Every per-object component has ``select(slots)``, through which
+:meth:`~vossegcli.engine.state.VideoState.remove_objects` drops objects from all of them at once.
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ class ObjectManager:
         self.start_frames += [frame] * len(object_ids)
         self.frames_tracked += [0] * len(object_ids)
         return list(range(first, len(self.ids)))
+
+    def select(self, slots: list[int]) -> None:
+        """Keep only ``slots``, in that order (the other objects are dropped)."""
+        self._ids_on.clear()
+        self.ids = [self.ids[i] for i in slots]
+        self.start_frames = [self.start_frames[i] for i in slots]
+        self.frames_tracked = [self.frames_tracked[i] for i in slots]
 
     def ids_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """(N,) int64 user ids in slot order, on ``device`` (cached)."""

@@ -183,6 +183,20 @@ class PresenceState:
         scenes = descriptor[None].expand(n, -1)
         self.scene = scenes.clone() if self.scene is None else torch.cat([self.scene, scenes])
 
+    def select(self, slots: list[int]) -> None:
+        """Keep only the objects in ``slots``, in that order (the frame-level signals stay)."""
+        owned = self.owner is not None and self.owner.shape[0] == len(self.status)
+        for name in ("status", "boxes", "velocity", "peak_ref", "area", "written_area", "low_run", "back"):
+            values = getattr(self, name)
+            setattr(self, name, [values[i] for i in slots if i < len(values)])
+        index = torch.tensor(slots, dtype=torch.long)
+        if self.scene is not None:
+            self.scene = self.scene[index.to(self.scene.device)]
+        if self.bank is not None:
+            self.bank.select(slots)
+        if self.owner is not None:  # (the previous frame's masks; stale after objects started: dropped)
+            self.owner = self.owner[index.to(self.owner.device)] if owned else None
+
     def state_dict(self) -> dict:
         return {
             "status": list(self.status), "boxes": [list(b) for b in self.boxes],

@@ -144,6 +144,12 @@ class TemplateBank:
         self.count += [1] * embeddings.shape[0]
         self.added += [frame] * embeddings.shape[0]
 
+    def select(self, slots: list[int]) -> None:
+        """Keep only the objects in ``slots``, in that order."""
+        self.templates = self.templates[torch.tensor(slots, dtype=torch.long, device=self.templates.device)]
+        self.count = [self.count[i] for i in slots]
+        self.added = [self.added[i] for i in slots]
+
     def similarity(self, slots: Tensor | list[int], embeddings: Tensor) -> Tensor:
         """(K,) slots and (K, D) embeddings → (K,) max cosine to each slot's templates."""
         slots = torch.as_tensor(slots, device=self.templates.device, dtype=torch.long)

@@ -82,6 +82,25 @@ class VideoState:
     def num_objects(self) -> int:
         return len(self.objects)
 
+    def remove_objects(self, object_ids: list[int]) -> list[int]:
+        """Drop these objects (user ids) from every per-object component — slots, target models,
+        memories, presence and templates — as if they had never started; the others keep their
+        state and order. Returns the slots removed (KeyError for an id not tracked)."""
+        gone = sorted(self.objects.slot_of(i) for i in object_ids)
+        keep = [slot for slot in range(self.num_objects) if slot not in gone]
+        if not gone:
+            return []
+        self.objects.select(keep)
+        if self.w1 is not None:
+            index = torch.tensor(keep, dtype=torch.long, device=self.w1.device)
+            self.w1, self.w2 = (self.w1[index], self.w2[index]) if keep else (None, None)
+        for component in (self.memory, self.presence):
+            if component is not None:
+                component.select(keep)
+        if self.memory is not None and not keep:
+            self.memory = None  # (a new start frame builds it again)
+        return gone
+
     def memory_bytes(self) -> int:
         """Bytes held by all objects' sample memories (fixed once the objects have started)."""
         return self.memory.nbytes if self.memory is not None else 0
