@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from vossegcli.errors import InputError
-from vossegcli.eval.real30 import FOLDS, all_sequences, fold_sequences, quarter_means, refiners_for, training_sequences
+from vossegcli.eval.real30 import quarter_means, refiners_for
+from vossegcli.datasets.roots import FOLDS, all_sequences, fold_sequences, training_sequences
 from support import runner
 
 

@@ -51,7 +51,8 @@ def test_the_sample_has_no_cut_and_a_join_of_two_scenes_is_one(backbone):
 @pytest.mark.shared
 @needs_data
 def test_no_false_cut_on_any_continuous_davis16_train_sequence_or_synthetic_clip(backbone):
-    from vossegcli.eval.synth import SCENARIOS, _Pool, duts_root, render_clip
+    from vossegcli.eval.synth import SCENARIOS, _Pool, render_clip
+    from vossegcli.datasets.roots import duts_root
 
     false = {}
     for video in sorted((DATA / "davis16-train" / "videos").glob("*.mp4")):

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vossegcli.train.data import ObjectPool, _Cutout, _motion_blur, elastic_warp, synthetic_clip
+from vossegcli.train.data import ObjectPool, _motion_blur, elastic_warp, synthetic_clip
+from vossegcli.datasets.cutouts import Cutout
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(
@@ -40,12 +41,12 @@ def test_realistic_clips_are_deterministic_and_change_light_and_shape():
     assert a.object_ids() and a.frames[0].shape == (128, 160, 3)
 
 
-def _disc(radius: int = 20) -> _Cutout:
+def _disc(radius: int = 20) -> Cutout:
     yy, xx = np.mgrid[: 2 * radius, : 2 * radius]
     alpha = (yy - radius + 0.5) ** 2 + (xx - radius + 0.5) ** 2 < radius**2
     rgb = np.zeros((2 * radius, 2 * radius, 3), np.uint8)
     rgb[alpha] = (200, 50, 50)
-    return _Cutout(rgb, alpha)
+    return Cutout(rgb, alpha)
 
 
 def test_elastic_warp_deforms_the_shape_but_keeps_its_size():

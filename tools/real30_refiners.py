@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from vossegcli.eval.real30 import FOLDS
+from vossegcli.datasets.roots import FOLDS
 from vossegcli.train.trainer import RefinerTrainer, TrainConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

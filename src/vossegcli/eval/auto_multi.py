@@ -141,7 +141,7 @@ def default_cache() -> Path:
 def build_auto_multi(data: Path, cache: Path | None = None) -> tuple[Path, list[str]]:
     """Render (once) every auto-multi clip into ``cache``: ``frames/<clip>/NNNNN.png`` and palette
     ``masks/<clip>/NNNNN.png``. Returns the cache and the clip names."""
-    from vossegcli.eval.split import davis16_root, split_sequences
+    from vossegcli.datasets.roots import davis16_root, split_sequences
 
     cache = Path(cache) if cache is not None else default_cache()
     root = davis16_root(data)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vossegcli.eval.synth import duts_root, duts_split
+from vossegcli.datasets.roots import duts_root, duts_split
 from vossegcli.io.palette import davis_palette, write_label_png
 
 CLIPS = 12
@@ -31,8 +31,7 @@ VERSION = "auto-synth-v1"
 
 def build_clips(data: Path, cache: Path, seed: int = 0) -> Path:
     """Write the clips (``clip-XX/frames/*.png``, ``clip-XX/gt/*.png``) once; returns their folder."""
-    from vossegcli.train.data import _paste, load_cutout
-    from vossegcli.train.primary import _clean_background
+    from vossegcli.datasets.cutouts import clean_background, load_cutout, paste
 
     root = Path(cache) / VERSION
     if (root / "done").is_file():
@@ -60,7 +59,7 @@ def build_clips(data: Path, cache: Path, seed: int = 0) -> Path:
         (clip / "gt").mkdir()
         bg = None
         while bg is None:
-            bg = _clean_background(*images[rng.randrange(len(images))], SIZE, rng)
+            bg = clean_background(*images[rng.randrange(len(images))], SIZE, rng)
         target = cutout()
         share = rng.uniform(0.05, 0.2)
         start = np.array([rng.uniform(0.25, 0.75) * w, rng.uniform(0.3, 0.7) * h])
@@ -80,9 +79,9 @@ def build_clips(data: Path, cache: Path, seed: int = 0) -> Path:
             canvas = bg[y:y + h, x:x + w].copy()
             labels = np.zeros((h, w), np.uint8)
             d, dx, dy, ds, da = distractor
-            _paste(canvas, labels, d, 2, dx, dy, ds, da)
+            paste(canvas, labels, d, 2, dx, dy, ds, da)
             cx, cy = start + (end - start) * u
-            _paste(canvas, labels, target, 1, cx, cy, s0 + (s1 - s0) * u, a0 + (a1 - a0) * u)
+            paste(canvas, labels, target, 1, cx, cy, s0 + (s1 - s0) * u, a0 + (a1 - a0) * u)
             Image.fromarray(canvas).save(clip / "frames" / f"{t:05d}.png")
             write_label_png(clip / "gt" / f"{t:05d}.png", (labels == 1).astype(np.uint8), palette)
     (root / "done").write_text("ok\n")

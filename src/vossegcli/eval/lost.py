@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vossegcli.eval.synth import HEIGHT, WIDTH, Cutout, _background, _Pool, _Track, composite_frame, duts_root
+from vossegcli.eval.synth import HEIGHT, WIDTH, Cutout, _background, _Pool, _Track, composite_frame
+from vossegcli.datasets.roots import duts_root
 from vossegcli.files import atomic_write
 from vossegcli.io.palette import write_label_png
 from vossegcli.io.video import FrameReader
@@ -161,7 +162,7 @@ def build_val_lost(data: Path, cache: Path | None = None, calibration: bool = Fa
     """Render (once) every clip into ``cache`` (``frames/<clip>/NNNNN.jpg``, ``masks/<clip>/NNNNN.png``)
     and return (cache, {clip: {"starts": {frame: [ids]}}}). ``calibration``: cut clips from the
     ``train`` split and synthetic clips with other seeds, for choosing thresholds."""
-    from vossegcli.eval.split import davis16_root
+    from vossegcli.datasets.roots import davis16_root
 
     cache = Path(cache) if cache is not None else default_cache(calibration)
     stamp = cache / "manifest.json"

@@ -16,7 +16,6 @@ quarters). Aggregates weigh every sequence equally, as the DAVIS protocol does (
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
@@ -27,50 +26,12 @@ from vossegcli.engine.backbone import Backbone
 from vossegcli.engine.segmenter import Segmenter
 from vossegcli.engine.config import SegmenterConfig
 from vossegcli.errors import InputError
+from vossegcli.datasets.roots import all_sequences, fold_of
 from vossegcli.eval.davis import EvalResult, evaluate
 
-FOLDS = 5
 QUARTERS = 4
 
 
-def all_sequences(root: Path) -> list[str]:
-    """The 30 davis16-train sequence names (both splits), sorted."""
-    splits = json.loads((Path(root) / "splits.json").read_text())
-    return sorted({name for names in splits.values() for name in names})
-
-
-def fold_of(sequences: list[str], name: str) -> int:
-    """The fold of ``name``: sequences sorted by name are dealt to the folds in turn."""
-    return sorted(sequences).index(name) % FOLDS
-
-
-def fold_sequences(root: Path, fold: int) -> list[str]:
-    """The held-out sequences of ``fold`` (0-based)."""
-    if not 0 <= fold < FOLDS:
-        raise InputError(f"fold {fold}: choose 0..{FOLDS - 1}")
-    names = all_sequences(root)
-    return [n for n in names if fold_of(names, n) == fold]
-
-
-def training_sequences(root: Path, spec: str) -> list[str]:
-    """The real sequences a refiner trains on, from ``vosseg train --real``:
-    "train" (splits.json's `train`), "none", "all" or "fold:K" (all 30 but fold K)."""
-    root = Path(root)
-    if spec == "none":
-        return []
-    if spec == "all":
-        return all_sequences(root)
-    if spec.startswith("fold:"):
-        try:
-            fold = int(spec.split(":", 1)[1])
-        except ValueError:
-            raise InputError(f"--real {spec}: write fold:K with K in 0..{FOLDS - 1}") from None
-        held = set(fold_sequences(root, fold))
-        return [n for n in all_sequences(root) if n not in held]
-    splits = json.loads((root / "splits.json").read_text())
-    if spec not in splits:
-        raise InputError(f"--real {spec}: choose train, none, all or fold:K (K in 0..{FOLDS - 1})")
-    return list(splits[spec])
 
 
 def quarter_means(values: np.ndarray | tuple[float, ...], parts: int = QUARTERS) -> list[float]:
@@ -160,7 +121,7 @@ def run_real30(
     engines (one engine per refiner file); default: one loaded here. ``target_features``: a folder
     of fold0.pt … fold4.pt target-feature adapters, each sequence segmented with the one that never
     saw it (default: ``config.target_features`` for all)."""
-    from vossegcli.eval.split import davis16_root
+    from vossegcli.datasets.roots import davis16_root
     from vossegcli.run.segment import segment
 
     root = davis16_root(data)

@@ -8,29 +8,15 @@ set-up included), averaged over sequences without weighting.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from vossegcli.engine.config import SegmenterConfig, preset_config
-from vossegcli.errors import InputError
-from vossegcli.eval.datasets import dataset_root
+from vossegcli.datasets.roots import davis16_root, split_sequences
 from vossegcli.eval.davis import EvalResult, evaluate
 from vossegcli.engine.weights import weights_file
 from vossegcli.run.segment import segment
-
-
-def davis16_root(data: Path) -> Path:
-    """Accept ``../shared/data`` or ``../shared/data/davis16-train``."""
-    return dataset_root(data, "davis16-train", "splits.json", "videos")
-
-
-def split_sequences(root: Path, split: str) -> list[str]:
-    splits = json.loads((root / "splits.json").read_text())
-    if split not in splits:
-        raise InputError(f"{root / 'splits.json'}: no split {split!r}; choose one of {', '.join(splits)}")
-    return list(splits[split])
 
 
 @dataclass

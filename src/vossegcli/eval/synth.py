@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from vossegcli.eval.datasets import dataset_root
+from vossegcli.datasets.roots import HOLDOUT_EVERY, duts_root, duts_split
 from vossegcli.files import atomic_write
 from vossegcli.io.palette import write_label_png
 
@@ -44,23 +44,8 @@ SCENARIOS = ("occlusion", "distractor", "scale", "fast", "thin", "crowd")
 CLIPS_PER_SCENARIO = 12
 FRAMES = 24
 WIDTH, HEIGHT = 480, 272
-#: DUTS-TR images whose number is a multiple of this are held out (700 of 7000).
-HOLDOUT_EVERY = 10
 #: A labelled object must cover this many pixels in frame 0 (it is the given mask).
 MIN_START_AREA = 600
-
-
-def duts_root(data: Path) -> Path:
-    """Accept ``../shared/data`` or ``../shared/data/duts-tr``."""
-    return dataset_root(data, "duts-tr", "index.json", "images")
-
-
-def duts_split(root: Path) -> tuple[list[str], list[str]]:
-    """(training ids, held-out ids) of DUTS-TR: every :data:`HOLDOUT_EVERY`-th image is held out."""
-    items = json.loads((Path(root) / "index.json").read_text())["items"]
-    ids = sorted(item["id"] for item in items)
-    held = [i for i in ids if int(i) % HOLDOUT_EVERY == 0]
-    return [i for i in ids if int(i) % HOLDOUT_EVERY != 0], held
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from vossegcli.eval.metrics import boundary_measure, region_similarity
-from vossegcli.eval.split import davis16_root, split_sequences
+from vossegcli.datasets.roots import davis16_root, split_sequences
 from vossegcli.io.palette import VOID_ID, read_label_png
 from vossegcli.run.auto import AutoConfig, segment_auto
 

@@ -206,7 +206,7 @@ def write_overlay(
 
     records: Iterator[dict] | None = None
     if diagnostics:
-        from vossegcli.run.diagnostics import DIAGNOSTICS_FILE, read_records
+        from vossegcli.io.diagnostics_file import DIAGNOSTICS_FILE, read_records
 
         diag_path = masks_dir / DIAGNOSTICS_FILE
         if not diag_path.is_file():

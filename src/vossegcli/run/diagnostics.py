@@ -17,12 +17,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
 
 from vossegcli.engine.presence import FrameDiagnostics
 from vossegcli.files import atomic_write
+from vossegcli.io.diagnostics_file import DIAGNOSTICS_FILE, read_records
 
-DIAGNOSTICS_FILE = "diagnostics.jsonl"
 GONE = ("lost", "absent")
 
 
@@ -63,16 +62,6 @@ class DiagnosticsLog:
 
     def close(self) -> None:
         self._handle.close()
-
-
-def read_records(path: Path) -> Iterator[dict]:
-    """The lines of a diagnostics file, in order (a damaged line ends the stream)."""
-    with Path(path).open() as handle:
-        for line in handle:
-            try:
-                yield json.loads(line)
-            except ValueError:
-                return
 
 
 def summarize(path: Path) -> dict:

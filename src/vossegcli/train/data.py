@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vossegcli.datasets.cutouts import Cutout, load_cutout, paste
 from vossegcli.errors import InputError
 from vossegcli.io.palette import VOID_ID, read_label_png
 from vossegcli.io.video import open_frames
@@ -81,12 +82,6 @@ def load_sample_clip() -> Clip:
 # -- synthetic clips from ECSSD ------------------------------------------------------------------
 
 
-@dataclass
-class _Cutout:
-    rgb: np.ndarray  # (h, w, 3) uint8, the object's bounding box
-    alpha: np.ndarray  # (h, w) bool
-
-
 class ObjectPool:
     """Images with one object mask each, for synthetic clips, loaded lazily: ECSSD (all 1000) and,
     with ``"duts"`` in ``sources``, the training part of DUTS-TR (6300 images; every tenth image is
@@ -107,7 +102,7 @@ class ObjectPool:
                 raise InputError(f"{ecssd}: no ECSSD images (images/*.jpg); pass data='../shared/data'")
             self.entries += [(p, ecssd / "masks" / f"{p.stem}.png") for p in images]
         if "duts" in sources:
-            from vossegcli.eval.synth import duts_root, duts_split
+            from vossegcli.datasets.roots import duts_root, duts_split
 
             duts = duts_root(root)
             train_ids, _ = duts_split(duts)
@@ -129,23 +124,11 @@ class ObjectPool:
             im = im.resize((math.ceil(im.width * scale), math.ceil(im.height * scale)), Image.BICUBIC)
             return np.asarray(im)
 
-    def cutout(self, index: int) -> _Cutout | None:
+    def cutout(self, index: int) -> Cutout | None:
         return load_cutout(*self.entries[index])
 
 
-def load_cutout(image: Path, mask: Path) -> _Cutout | None:
-    """The object of a saliency image cut out to its bounding box (None if under 400 px)."""
-    with Image.open(image) as im, Image.open(mask) as m:
-        rgb = np.asarray(im.convert("RGB"))
-        alpha = np.asarray(m.convert("L")) > 127
-    if alpha.sum() < 400:
-        return None
-    ys, xs = np.nonzero(alpha)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    return _Cutout(rgb[y0:y1, x0:x1].copy(), alpha[y0:y1, x0:x1].copy())
-
-
-def elastic_warp(obj: _Cutout, rng: random.Random, strength: float) -> _Cutout:
+def elastic_warp(obj: Cutout, rng: random.Random, strength: float) -> Cutout:
     """A smooth non-rigid deformation of the cut-out (a 4x4 grid of random displacements, bicubically
     interpolated; ``strength``: their size as a fraction of the object's size)."""
     import torch
@@ -160,7 +143,7 @@ def elastic_warp(obj: _Cutout, rng: random.Random, strength: float) -> _Cutout:
     rgba = torch.from_numpy(np.dstack([obj.rgb, obj.alpha.astype(np.uint8) * 255])).permute(2, 0, 1)[None].float()
     out = F.grid_sample(rgba, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
     out = out.permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
-    return _Cutout(np.ascontiguousarray(out[..., :3]), out[..., 3] > 127)
+    return Cutout(np.ascontiguousarray(out[..., :3]), out[..., 3] > 127)
 
 
 def _motion_blur(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
@@ -175,27 +158,6 @@ def _motion_blur(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return (acc / steps).round().astype(np.uint8)
 
 
-def _paste(canvas: np.ndarray, labels: np.ndarray, obj: _Cutout, oid: int, cx: float, cy: float,
-           scale: float, angle: float) -> None:
-    """Warp ``obj`` (scale, rotation about its centre) and paste it centred at (cx, cy)."""
-    rgba = np.dstack([obj.rgb, obj.alpha.astype(np.uint8) * 255])
-    im = Image.fromarray(rgba, "RGBA")
-    w = max(1, int(round(im.width * scale)))
-    h = max(1, int(round(im.height * scale)))
-    im = im.resize((w, h), Image.BICUBIC).rotate(angle, resample=Image.BICUBIC, expand=True)
-    warped = np.asarray(im)
-    alpha = warped[..., 3] > 127
-    H, W = labels.shape
-    top, left = int(round(cy - warped.shape[0] / 2)), int(round(cx - warped.shape[1] / 2))
-    y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + warped.shape[0], H), min(left + warped.shape[1], W)
-    if y1 <= y0 or x1 <= x0:
-        return
-    a = alpha[y0 - top:y1 - top, x0 - left:x1 - left]
-    canvas[y0:y1, x0:x1][a] = warped[y0 - top:y1 - top, x0 - left:x1 - left, :3][a]
-    labels[y0:y1, x0:x1][a] = oid
-
-
 def synthetic_clip(pool: ObjectPool, rng: random.Random, num_frames: int = 3,
                    size: tuple[int, int] = (384, 512), max_objects: int = 2, name: str = "synthetic",
                    realistic: bool = False) -> Clip:
@@ -206,7 +168,7 @@ def synthetic_clip(pool: ObjectPool, rng: random.Random, num_frames: int = 3,
     with motion blur along its motion, and the lighting changes over the clip."""
     h, w = size
     bg = pool.background(rng.randrange(len(pool)), size)
-    objects: list[_Cutout] = []
+    objects: list[Cutout] = []
     while len(objects) < rng.randint(1, max_objects):
         cut = pool.cutout(rng.randrange(len(pool)))
         if cut is not None:
@@ -237,7 +199,7 @@ def synthetic_clip(pool: ObjectPool, rng: random.Random, num_frames: int = 3,
             if tr["blur"] and t > 0:
                 layer = np.zeros_like(canvas)
                 layer_lab = np.zeros_like(lab)
-                _paste(layer, layer_lab, shape, 1, tr["c"][0] + tr["v"][0] * t, tr["c"][1] + tr["v"][1] * t,
+                paste(layer, layer_lab, shape, 1, tr["c"][0] + tr["v"][0] * t, tr["c"][1] + tr["v"][1] * t,
                        tr["s"] * tr["ds"] ** t, tr["a"] + tr["da"] * t)
                 cover = _motion_blur(layer_lab * 255, tr["v"][0], tr["v"][1]).astype(np.float32)[..., None] / 255
                 colour = _motion_blur(layer, tr["v"][0], tr["v"][1]).astype(np.float32)
@@ -245,7 +207,7 @@ def synthetic_clip(pool: ObjectPool, rng: random.Random, num_frames: int = 3,
                 canvas = np.clip(mixed, 0, 255).round().astype(np.uint8)
                 lab[cover[..., 0] >= 0.5] = oid
                 continue
-            _paste(canvas, lab, shape, oid, tr["c"][0] + tr["v"][0] * t, tr["c"][1] + tr["v"][1] * t,
+            paste(canvas, lab, shape, oid, tr["c"][0] + tr["v"][0] * t, tr["c"][1] + tr["v"][1] * t,
                    tr["s"] * tr["ds"] ** t, tr["a"] + tr["da"] * t)
         if realistic:
             gain = gain0 + (gain1 - gain0) * t / max(num_frames - 1, 1)

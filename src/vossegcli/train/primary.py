@@ -35,8 +35,8 @@ from vossegcli.engine.backbone import Backbone
 from vossegcli.engine.geometry import downsample_mask
 from vossegcli.engine.primary import PrimaryConfig, PrimaryObjectNet, save_primary
 from vossegcli.files import atomic_torch_save
-from vossegcli.eval.split import davis16_root, split_sequences
-from vossegcli.eval.synth import duts_root, duts_split
+from vossegcli.datasets.cutouts import clean_background
+from vossegcli.datasets.roots import davis16_root, duts_root, duts_split, split_sequences
 from vossegcli.train.data import _read_clip
 
 CACHE_VERSION = "primary-features-v1"
@@ -155,27 +155,6 @@ def build_video_cache(data: Path, split: str, cache: Path, backbone: Backbone, s
 PAIR_SIZE = (240, 320)
 
 
-def _clean_background(image: Path, mask: Path, size: tuple[int, int], rng: random.Random) -> np.ndarray | None:
-    """The largest side of a saliency image that its object does not touch (left, right, above or
-    below the object's box), scaled to cover ``size`` + 10 % for panning; None if too small."""
-    with Image.open(image) as im, Image.open(mask) as m:
-        rgb = im.convert("RGB")
-        alpha = np.asarray(m.convert("L").resize(rgb.size, Image.Resampling.NEAREST)) > 127
-    if not alpha.any():
-        return None
-    ys, xs = np.nonzero(alpha)
-    W, H = rgb.size
-    boxes = [(0, 0, int(xs.min()), H), (int(xs.max()) + 1, 0, W, H), (0, 0, W, int(ys.min())), (0, int(ys.max()) + 1, W, H)]
-    x0, y0, x1, y1 = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
-    if (x1 - x0) < 64 or (y1 - y0) < 64:
-        return None
-    h, w = size
-    crop = rgb.crop((x0, y0, x1, y1))
-    scale = max(1.1 * h / crop.height, 1.1 * w / crop.width)
-    crop = crop.resize((int(np.ceil(crop.width * scale)), int(np.ceil(crop.height * scale))), Image.Resampling.BICUBIC)
-    if rng.random() < 0.5:
-        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return np.asarray(crop)
 
 
 def common_object_pair(pool, backgrounds: list[tuple[Path, Path]], rng: random.Random,
@@ -188,13 +167,13 @@ def common_object_pair(pool, backgrounds: list[tuple[Path, Path]], rng: random.R
     or another one. Only the shared object is foreground — what the co-attention must learn: in
     one frame the two are alike, across the pair only the target recurs.
     """
-    from vossegcli.train.data import _paste
+    from vossegcli.datasets.cutouts import paste
 
     h, w = size
 
     def background() -> np.ndarray:
         while True:
-            bg = _clean_background(*backgrounds[rng.randrange(len(backgrounds))], size, rng)
+            bg = clean_background(*backgrounds[rng.randrange(len(backgrounds))], size, rng)
             if bg is not None:
                 return bg
 
@@ -222,7 +201,7 @@ def common_object_pair(pool, backgrounds: list[tuple[Path, Path]], rng: random.R
         labels = np.zeros((h, w), np.uint8)
         if rng.random() < 0.8:  # this frame's own distractor, pasted first (the target may cover it)
             d = cutout()
-            _paste(canvas, labels, d, 2, rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h,
+            paste(canvas, labels, d, 2, rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h,
                    scale_for(d, rng.uniform(0.5, 1.5) * share), rng.uniform(-20, 20))
         cx, cy, sc, ang = pose
         if k == 1:
@@ -230,7 +209,7 @@ def common_object_pair(pool, backgrounds: list[tuple[Path, Path]], rng: random.R
             cy += rng.uniform(-0.2, 0.2) * h
             sc *= rng.uniform(0.8, 1.2)
             ang += rng.uniform(-15, 15)
-        _paste(canvas, labels, target, 1, cx, cy, sc, ang)
+        paste(canvas, labels, target, 1, cx, cy, sc, ang)
         out += [canvas, labels == 1]
     return out[0], out[1], out[2], out[3]
 

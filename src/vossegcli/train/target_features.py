@@ -43,8 +43,8 @@ from vossegcli.engine.target_model import (
     to_batched_weights,
 )
 from vossegcli.errors import InputError
-from vossegcli.eval.real30 import all_sequences, training_sequences
-from vossegcli.eval.split import davis16_root
+from vossegcli.datasets.roots import all_sequences, training_sequences
+from vossegcli.datasets.roots import davis16_root
 
 LEVELS = ("s8", "s16", "s32")
 

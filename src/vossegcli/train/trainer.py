@@ -178,8 +178,8 @@ class FeatureCache:
 def _real_clips(data: Path, real: str, frame_stride: int) -> tuple[list[Clip], list[Clip]]:
     """(training clips every ``frame_stride``-th frame, validation clips every frame) for ``--real``:
     "train" validates on `val`; "fold:K" on fold K; "none" and "all" on `val` (seen by "all")."""
-    from vossegcli.eval.real30 import all_sequences, training_sequences
-    from vossegcli.eval.split import davis16_root
+    from vossegcli.datasets.roots import all_sequences, training_sequences
+    from vossegcli.datasets.roots import davis16_root
 
     root = davis16_root(data)
     names = training_sequences(root, real)
