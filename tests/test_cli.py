@@ -293,3 +293,26 @@ def test_evaluate_accepts_sparse_ground_truth_that_ends_before_the_predictions(s
         shutil.copy(png, gt / png.name)
     result = run_cli("evaluate", out, gt)
     assert result.exit_code == 0, result.output
+
+
+def test_the_run_options_table_gives_the_flags_the_rerun_command_and_the_batch_columns():
+    """run/options.py is the one table: every option is a segment flag, the rerun command of
+    non-default values parses back to the same values, defaults add no words, and a batch job's
+    columns reach the engine configuration as the flags do."""
+    from typer.main import get_command
+
+    from vossegcli.cli import app
+    from vossegcli.run.batch import Job, job_config
+    from vossegcli.run.options import BATCH_COLUMNS, OPTIONS, engine_config, rerun_words
+
+    values = {"preset": "fast", "augment": 2, "fill": "gray", "update": False, "seed": 3, "refiner": "none",
+              "target_features": "none", "max_size": 480, "snap_mask": True, "device": "cpu", "precision": "fp32",
+              "deterministic": True, "state_every": 7, "absence": False, "bidirectional": True}
+    assert set(values) == set(OPTIONS)
+    segment = get_command(app).commands["segment"]
+    ctx = segment.make_context("segment", rerun_words(values))
+    assert {name: ctx.params[name] for name in values} == values
+    assert rerun_words({}) == [] and rerun_words({"seed": 0, "update": True}) == []
+    batch = {k: v for k, v in values.items() if k in BATCH_COLUMNS}
+    assert "target_features" in batch and "device" not in batch
+    assert job_config(Job(1, "in.mp4", [], "out", batch)) == engine_config(values)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from vossegcli.errors import Interrupted, RunInterrupted
 from vossegcli.run.benchmark import run_benchmark
-from vossegcli.run.inputs import DEFAULT_MAX_SIZE, internal_size, load_inputs
+from vossegcli.run.options import DEFAULT_MAX_SIZE
+from vossegcli.run.inputs import internal_size, load_inputs
 from vossegcli.run.outputs import clean_temporary_files, prepare_output_dir
 from vossegcli.run.report import SegmentationRun, environment_info, peak_memory_mb, weights_info
 from vossegcli.run.resume import RUN_FILE, run_identity

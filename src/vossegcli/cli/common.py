@@ -112,54 +112,39 @@ def _sample_defaults(input_path: Optional[Path], masks: Optional[List[str]]) -> 
     return input_path, list(masks)
 
 
-class EngineOptions:
-    """Engine options shared by segment and benchmark (Typer declarations)."""
+def _typer_option(name: str):
+    """The Typer declaration of a run option from the one table (:mod:`vossegcli.run.options`)."""
+    from vossegcli.run.options import OPTIONS
 
-    preset = typer.Option(
-        "default", metavar="default|fast", help="default (best masks) or fast (about twice as fast per object, slightly rougher masks)."
-    )
-    augment = typer.Option(
-        None, help="How many altered copies of the first frame (object moved, scaled, turned) the tracker also learns "
-        "from before it starts; more copies, steadier tracking, slower start. 0 = none. Default 4.",
-    )
-    fill = typer.Option(
-        None, metavar="inpaint|gray", help="In those copies, what covers the place the object was moved from: inpaint (surrounding colours) "
-        "or gray.",
-    )
-    update = typer.Option(
-        True, "--update/--no-update",
-        help="Keep learning the object's look from the frames already segmented (--no-update: from the first frame only).",
-    )
-    seed = typer.Option(0, help="Random seed: the same seed gives the same masks.")
-    refiner = typer.Option(
-        "default", metavar="default|none|FILE", help="Edge refinement: default (the bundled network), a .pt file of your own, or none (faster, "
-        "blockier edges).",
-    )
-    target_features = typer.Option(
-        "default", "--target-features", metavar="default|none|FILE",
-        help="What the per-object target models read: default (the bundled learned features), a .pt file from "
-        "`vosseg train-target-features`, or none (the backbone's features alone, as FRTM-VOS).",
-    )
-    precision = typer.Option(
-        "auto", help="Arithmetic of the backbone and refiner: auto (bf16 where the CPU or GPU computes it natively, "
-        "else fp32), fp32, bf16, or fp16 (CUDA only). Target models always use fp32.",
-    )
-    absence = typer.Option(
-        True, "--absence/--no-absence",
-        help="Give an object judged lost or absent (left the view, hidden, after a scene cut) an empty mask, stop it "
-        "learning, and re-find it by its look when it returns. --no-absence: plain FRTM-VOS, every object always "
-        "drawn and no spatial prior (statuses are still reported).",
-    )
+    o = OPTIONS[name]
+    decls = [f"{o.flag}/{o.negative}"] if o.kind is bool and o.default else [o.flag]
+    extra = {"min": o.minimum} if o.minimum is not None else {}
+    return typer.Option(o.default, *decls, metavar=o.metavar, help=o.help, **extra)
+
+
+class EngineOptions:
+    """Run options shared by segment and benchmark (Typer declarations, from the table in run/options.py)."""
+
+    preset = _typer_option("preset")
+    augment = _typer_option("augment")
+    fill = _typer_option("fill")
+    update = _typer_option("update")
+    seed = _typer_option("seed")
+    refiner = _typer_option("refiner")
+    target_features = _typer_option("target_features")
+    precision = _typer_option("precision")
+    absence = _typer_option("absence")
+    deterministic = _typer_option("deterministic")
+    max_size = _typer_option("max_size")
+    snap_mask = _typer_option("snap_mask")
+    state_every = _typer_option("state_every")
+    bidirectional = _typer_option("bidirectional")
+    device = _typer_option("device")
     threads = typer.Option(
         0, "--threads", min=0,
         help="CPU threads for the arithmetic. 0 = one per core (fastest on an otherwise idle machine). When other "
         "programs keep cores busy, use fewer: measured 1.1 FPS with 2 threads against 12 with --threads 1 beside one "
         "busy process on 2 cores.",
-    )
-    deterministic = typer.Option(
-        False, "--deterministic",
-        help="On CUDA: deterministic algorithms only (no cuDNN autotuning; slower), so a rerun gives the same masks "
-        "on the same GPU and software. CPU runs are always deterministic.",
     )
 
 

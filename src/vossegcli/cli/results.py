@@ -12,7 +12,7 @@ from rich.table import Table
 
 from vossegcli import __version__
 from vossegcli.errors import Interrupted, VossegError
-from vossegcli.run.options import engine_config as _engine_config
+from vossegcli.run.options import engine_config
 from vossegcli.cli.common import (
     EngineOptions, _Command, _default_out, _fail, _interrupted_exit, _progress, _sample_defaults,
     _stop_on_signals, _use_threads, app, console, err_console,
@@ -104,12 +104,9 @@ def benchmark(
     input_path: Optional[Path] = typer.Argument(None, metavar="[INPUT]", help="Clip to time. Default: the bundled sample."),
     mask: Optional[List[str]] = typer.Option(None, "--mask", "-m", help="Mask(s), as for segment."),
     fps: bool = typer.Option(True, "--fps", hidden=True, help="Measure frames per second (always on; kept for scripts)."),
-    device: str = typer.Option("auto", metavar="auto|cpu|cuda", help="auto (CUDA if available), cpu or cuda."),
+    device: str = EngineOptions.device,
     frames: Optional[int] = typer.Option(None, help="Use only the first N frames."),
-    max_size: int = typer.Option(
-        960, "--max-size", min=0,
-        help="Longest side the engine works at, as for segment (larger frames are scaled down first). 0 = never scale.",
-    ),
+    max_size: int = EngineOptions.max_size,
     preset: str = EngineOptions.preset,
     augment: Optional[int] = EngineOptions.augment,
     fill: Optional[str] = EngineOptions.fill,
@@ -128,7 +125,8 @@ def benchmark(
     from vossegcli.run.benchmark import run_benchmark
 
     try:
-        config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence, target_features)
+        config = engine_config(preset=preset, augment=augment, fill=fill, update=update, seed=seed, refiner=refiner,
+                               precision=precision, absence=absence, target_features=target_features)
         input_path, masks = _sample_defaults(input_path, mask)
         with _progress() as bar:
             task = bar.add_task("benchmark", total=None)

@@ -14,60 +14,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from vossegcli.errors import EXIT_USER_ERROR, Interrupted, RunInterrupted, VossegError
-from vossegcli.run.options import engine_config as _engine_config
+from vossegcli.run.options import engine_config
 from vossegcli.cli.common import (
     EngineOptions, _Command, _as_flags, _default_out, _describe_refiner, _describe_target_features, _fail,
     _interrupted_exit, _progress, _sample_defaults, _stop_on_signals, _use_threads, app, console, err_console,
 )
 
 
-def _segment_command(
-    input_path: Optional[Path], masks: Optional[List[str]], out: Path, device: str, preset: str, augment: Optional[int],
-    fill: Optional[str], update: bool, seed: int, max_size: int, snap_mask: bool, refiner: str = "default",
-    precision: str = "auto", deterministic: bool = False, state_every: int = 50, absence: bool = True,
-    bidirectional: bool = False, auto: Optional[list[str]] = None, target_features: str = "default",
-) -> str:
-    """The shell command that reruns this segment call (for the resume hint and .vosseg-run.json)."""
-    from vossegcli.run.inputs import DEFAULT_MAX_SIZE
+def _segment_command(input_path: Optional[Path], masks: Optional[List[str]], out: Path,
+                     options: dict, auto: Optional[list[str]] = None) -> str:
+    """The shell command that reruns this segment call (for the resume hint and .vosseg-run.json):
+    the input, masks and output, then every run option not at its default (run/options.py's table)."""
+    from vossegcli.run.options import rerun_words
 
-    parts = ["vosseg", "segment"]
-    if input_path is not None:
-        parts.append(str(input_path))
+    parts = ["vosseg", "segment"] + ([str(input_path)] if input_path is not None else [])
     for m in masks or []:
         parts += ["--mask", str(m)]
-    parts += ["--out", str(out)]
-    if preset != "default":
-        parts += ["--preset", preset]
-    if augment is not None:
-        parts += ["--augment", str(augment)]
-    if fill is not None:
-        parts += ["--fill", fill]
-    if not update:
-        parts.append("--no-update")
-    if seed != 0:
-        parts += ["--seed", str(seed)]
-    if refiner != "default":
-        parts += ["--refiner", refiner]
-    if target_features != "default":
-        parts += ["--target-features", target_features]
-    if max_size != DEFAULT_MAX_SIZE:
-        parts += ["--max-size", str(max_size)]
-    if snap_mask:
-        parts.append("--snap-mask")
-    if device != "auto":
-        parts += ["--device", device]
-    if precision != "auto":
-        parts += ["--precision", precision]
-    if deterministic:
-        parts.append("--deterministic")
-    if state_every != 50:
-        parts += ["--state-every", str(state_every)]
-    if not absence:
-        parts.append("--no-absence")
-    if bidirectional:
-        parts.append("--bidirectional")
-    parts += auto or []
-    return shlex.join(parts)
+    return shlex.join(parts + ["--out", str(out)] + rerun_words(options) + (auto or []))
 
 
 @contextmanager
@@ -121,13 +84,14 @@ def _report_run(result, report: Optional[Path], json_out: bool) -> bool:
 
 
 def _segment_auto(
-    input_path: Optional[Path], mask: Optional[List[str]], out: Optional[Path], device: str, report: Optional[Path],
-    force: bool, resume: bool, max_size: int, preset: str, augment: Optional[int], fill: Optional[str], update: bool,
-    seed: int, refiner: str, precision: str, deterministic: bool, state_every: int, absence: bool, bidirectional: bool,
-    json_out: bool, auto: bool, auto_mode: str, references: int, seed_window: int, dry_run: bool, objects: str = "1",
-    target_features: str = "default",
+    input_path: Optional[Path], mask: Optional[List[str]], out: Optional[Path], report: Optional[Path], force: bool,
+    resume: bool, json_out: bool, auto: bool, auto_mode: str, references: int, seed_window: int, dry_run: bool,
+    objects: str, options: dict,
 ) -> None:
-    """``vosseg segment --auto``: find the primary object (see :mod:`vossegcli.run.auto`)."""
+    """``vosseg segment --auto``: find the primary object (see :mod:`vossegcli.run.auto`). ``options``: the
+    run options (run/options.py's table)."""
+    device, max_size, precision = options["device"], options["max_size"], options["precision"]
+    deterministic, state_every, bidirectional = options["deterministic"], options["state_every"], options["bidirectional"]
     from vossegcli.run.auto import AutoConfig, load_primary_segmenter, propose, segment_auto, write_proposal
     from vossegcli.run.inputs import internal_size
 
@@ -142,7 +106,7 @@ def _segment_auto(
             input_path = sample_paths().video
         if auto_mode == "cosnet" and bidirectional:
             raise VossegError("--bidirectional needs --auto-mode seed (cosnet segments every frame on its own)")
-        config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence, target_features)
+        config = engine_config(options)
         if objects.strip().lower() == "all":
             count = 0
         elif objects.strip().isdigit() and int(objects) >= 1:
@@ -179,7 +143,7 @@ def _segment_auto(
             path = write_proposal(proposal, out, force=True)
             frame = "" if proposal.frame == 0 else f"{proposal.frame}:"
             use = ["vosseg", "segment", str(input_path), "--mask", f"{frame}{path}", "--out", str(out / "masks")]
-            from vossegcli.run.inputs import DEFAULT_MAX_SIZE
+            from vossegcli.run.options import DEFAULT_MAX_SIZE
 
             use += (["--max-size", str(max_size)] if max_size != DEFAULT_MAX_SIZE else []) + (["--device", device] if device != "auto" else [])
             human = err_console if json_out else console  # --json: stdout holds only the JSON
@@ -195,10 +159,7 @@ def _segment_auto(
             ["--references", str(references)] if references != 5 else []) + (
             ["--seed-window", str(seed_window)] if seed_window != 10 else []) + (
             ["--objects", "all" if count == 0 else str(count)] if count != 1 else [])
-        command = _segment_command(
-            input_path, None, out, device, preset, augment, fill, update, seed, max_size, False, refiner, precision,
-            deterministic, state_every, absence, bidirectional, flags, target_features=target_features,
-        )
+        command = _segment_command(input_path, None, out, {**options, "snap_mask": False}, flags)
         extra = {} if auto_mode == "cosnet" else {
             "deterministic": deterministic, "state_every": state_every, "bidirectional": bidirectional}
         with _frame_bar(info.num_frames) as tick:
@@ -253,22 +214,15 @@ def segment(
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Output folder for one palette PNG per frame. Default: out/<input name>."
     ),
-    device: str = typer.Option("auto", metavar="auto|cpu|cuda", help="auto (CUDA if available), cpu or cuda."),
+    device: str = EngineOptions.device,
     report: Optional[Path] = typer.Option(None, help="Write a JSON report (objects, timings, FPS, memory, weights)."),
     force: bool = typer.Option(False, help="Write into a non-empty output folder, overwriting files."),
     resume: bool = typer.Option(
         False, "--resume",
         help="Continue the interrupted run in --out from its last complete frame (same input, masks and options).",
     ),
-    max_size: int = typer.Option(
-        960, "--max-size", min=0,
-        help="Longest side, in pixels, the engine works at: larger frames are scaled down for the engine and the "
-        "masks scaled back, so they are written at the input size. 0 = never scale.",
-    ),
-    snap_mask: bool = typer.Option(
-        False, "--snap-mask",
-        help="Accept masks with anti-aliased edges or JPEG noise: each stray value takes the nearest object colour.",
-    ),
+    max_size: int = EngineOptions.max_size,
+    snap_mask: bool = EngineOptions.snap_mask,
     preset: str = EngineOptions.preset,
     augment: Optional[int] = EngineOptions.augment,
     fill: Optional[str] = EngineOptions.fill,
@@ -278,17 +232,9 @@ def segment(
     target_features: str = EngineOptions.target_features,
     precision: str = EngineOptions.precision,
     deterministic: bool = EngineOptions.deterministic,
-    state_every: int = typer.Option(
-        50, "--state-every", min=0,
-        help="Save the engine's state every N frames (and when stopped by Ctrl-C or SIGTERM), so --resume continues "
-        "exactly as if never stopped, even after a crash. 0 = only when stopped.",
-    ),
+    state_every: int = EngineOptions.state_every,
     absence: bool = EngineOptions.absence,
-    bidirectional: bool = typer.Option(
-        False, "--bidirectional",
-        help="Offline: after the forward pass, propagate backward from where a lost object was re-found, filling the "
-        "frames it was missed in (reads the video twice; the report lists the frames changed).",
-    ),
+    bidirectional: bool = EngineOptions.bidirectional,
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of a summary."),
     auto: bool = typer.Option(
         False, "--auto",
@@ -331,21 +277,20 @@ def segment(
     if objects != "1" and not auto:
         with _segment_errors():
             raise VossegError("--objects goes with --auto (with masks, every object you give is segmented)")
+    options = dict(  # the run options (run/options.py's table)
+        preset=preset, augment=augment, fill=fill, update=update, seed=seed, refiner=refiner,
+        target_features=target_features, max_size=max_size, snap_mask=snap_mask, device=device, precision=precision,
+        deterministic=deterministic, state_every=state_every, absence=absence, bidirectional=bidirectional,
+    )
     if auto or dry_run:
-        _segment_auto(
-            input_path, mask, out, device, report, force, resume, max_size, preset, augment, fill, update, seed, refiner,
-            precision, deterministic, state_every, absence, bidirectional, json_out, auto, auto_mode, references,
-            seed_window, dry_run, objects, target_features=target_features,
-        )
+        _segment_auto(input_path, mask, out, report, force, resume, json_out, auto, auto_mode, references, seed_window,
+                      dry_run, objects, options)
         return
     with _segment_errors(), _stop_on_signals():
-        config = _engine_config(preset, augment, fill, update, seed, refiner, precision, absence, target_features)
+        config = engine_config(options)
         input_path, masks = _sample_defaults(input_path, mask)
         out = out if out is not None else _default_out(input_path)
-        command = _segment_command(
-            given_input, given_masks, out, device, preset, augment, fill, update, seed, max_size, snap_mask, refiner,
-            precision, deterministic, state_every, absence, bidirectional, target_features=target_features,
-        )
+        command = _segment_command(given_input, given_masks, out, options)
         reader, mask_set = load_inputs(input_path, masks, snap=snap_mask)
         info = reader.info
         work = internal_size(info.width, info.height, max_size)

@@ -49,7 +49,8 @@ from vossegcli.files import atomic_write
 from vossegcli.io.palette import VOID_ID, davis_palette, write_label_png
 from vossegcli.io.prefetch import prefetch
 from vossegcli.io.video import FrameReader, open_frames
-from vossegcli.run.inputs import DEFAULT_MAX_SIZE, internal_size, resize_image, resize_labels
+from vossegcli.run.options import DEFAULT_MAX_SIZE
+from vossegcli.run.inputs import internal_size, resize_image, resize_labels
 from vossegcli.run.outputs import (
     MaskWriteError, MaskWriter, clean_temporary_files, describe_written, prepare_output_dir, write_error_message,
     write_json_atomic,

@@ -11,8 +11,9 @@ Jobs (:func:`read_jobs`) come from
   (``clip.mp4`` + ``clip.png``).
 
 Relative paths are relative to the jobs file (or folder). ``out`` defaults to
-``<out-root>/<input name>``. Per-job options: ``preset``, ``augment``, ``fill``, ``update``,
-``seed``, ``refiner``, ``precision``, ``absence``, ``max_size``, ``bidirectional``; ``auto=true``
+``<out-root>/<input name>``. Per-job options: the run options of :mod:`vossegcli.run.options`
+that a job may set (``preset``, ``augment``, ``fill``, ``update``, ``seed``, ``refiner``,
+``target_features``, ``max_size``, ``precision``, ``absence``, ``bidirectional``); ``auto=true``
 (no mask: as ``vosseg segment --auto``) with ``objects`` (a number or ``all``, as ``--objects``).
 
 Every row is checked before anything runs (:func:`check_jobs`: input opens, masks read and fit
@@ -39,11 +40,10 @@ from typing import Callable
 
 from vossegcli.errors import InputError, VossegError
 from vossegcli.io.video import VIDEO_SUFFIXES
+from vossegcli.run.options import BATCH_COLUMNS, parse_value
 
-OPTIONS = ("preset", "augment", "fill", "update", "seed", "refiner", "precision", "absence", "max_size", "bidirectional",
-           "auto", "objects")
-_BOOL = ("update", "absence", "bidirectional", "auto")
-_INT = ("augment", "seed", "max_size")
+#: The option columns of a jobs file (besides input, mask and out): run/options.py's table.
+OPTIONS = BATCH_COLUMNS
 
 
 @dataclass
@@ -71,30 +71,6 @@ class JobResult:
     error: str | None = None
     exit_status: int = 0  #: as `vosseg segment` would exit: 0, 2 (a problem), 130/143 (stopped)
     diagnostics: list[str] = field(default_factory=list)
-
-
-def _value(name: str, raw):
-    if raw is None or raw == "":
-        return None
-    if name in _BOOL:
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{name}={raw!r}: use true or false")
-    if name in _INT:
-        return int(raw)
-    if name == "objects":  # as segment's --objects: a number, or all (0)
-        text = str(raw).strip().lower()
-        if text == "all":
-            return 0
-        if text.isdigit() and int(text) >= 1:
-            return int(text)
-        raise ValueError(f"objects={raw!r}: a number of objects (1 to 32) or all")
-    return str(raw)
 
 
 def read_jobs(path: Path, out_root: Path) -> tuple[list[Job], list[str]]:
@@ -141,7 +117,7 @@ def read_jobs(path: Path, out_root: Path) -> tuple[list[Job], list[str]]:
             problems.append(f"{where}: unknown column(s) {', '.join(unknown)}; known: input, mask, out, {', '.join(OPTIONS)}")
             continue
         try:
-            auto = bool(_value("auto", item.get("auto")))
+            auto = bool(parse_value("auto", item.get("auto")))
         except ValueError as error:
             problems.append(f"{where}: {error}")
             continue
@@ -160,7 +136,7 @@ def read_jobs(path: Path, out_root: Path) -> tuple[list[Job], list[str]]:
         if item.get("out") and not out.is_absolute():
             out = base / out
         try:
-            options = {name: _value(name, item.get(name)) for name in OPTIONS if _value(name, item.get(name)) is not None}
+            options = {name: parse_value(name, item.get(name)) for name in OPTIONS if parse_value(name, item.get(name)) is not None}
         except ValueError as error:
             problems.append(f"{where}: {error}")
             continue
@@ -189,9 +165,7 @@ def job_config(job: Job):
     """The engine configuration of a job's options (as ``vosseg segment`` builds it)."""
     from vossegcli.run.options import engine_config
 
-    o = job.options
-    return engine_config(o.get("preset", "default"), o.get("augment"), o.get("fill"), o.get("update", True),
-                          o.get("seed", 0), o.get("refiner", "default"), o.get("precision", "auto"), o.get("absence", True))
+    return engine_config({k: v for k, v in job.options.items() if k not in ("auto", "objects")})
 
 
 def check_jobs(jobs: list[Job]) -> tuple[list[Job], list[tuple[Job, str]]]:

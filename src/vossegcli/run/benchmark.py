@@ -12,7 +12,8 @@ from vossegcli import __version__
 from vossegcli.engine.segmenter import Segmenter
 from vossegcli.engine.config import SegmenterConfig
 from vossegcli.engine.device import resolve_device
-from vossegcli.run.inputs import DEFAULT_MAX_SIZE, internal_size, load_inputs, resize_image, scale_start_masks
+from vossegcli.run.options import DEFAULT_MAX_SIZE
+from vossegcli.run.inputs import internal_size, load_inputs, resize_image, scale_start_masks
 from vossegcli.run.report import environment_info, peak_memory_mb
 from vossegcli.run.segment import ProgressFn
 

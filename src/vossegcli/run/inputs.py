@@ -12,11 +12,6 @@ from vossegcli.errors import MaskError
 from vossegcli.io.masks import MaskSet, load_masks
 from vossegcli.io.video import FrameReader, open_frames
 
-#: Longest side (pixels) of the frames the engine sees. 480p and 540p (DAVIS: 854x480) run at
-#: their own size; 720p is scaled by 0.75, 1080p by 1/2, 4K by 1/4. 0 or None: never scale.
-DEFAULT_MAX_SIZE = 960
-
-
 def load_inputs(input_path: Path, mask_args: Sequence[str], snap: bool = False) -> tuple[FrameReader, MaskSet]:
     """Open the frames and read and validate the masks against them (raises VossegError).
 

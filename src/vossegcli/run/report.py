@@ -15,7 +15,7 @@ import torch
 
 from vossegcli import __version__
 from vossegcli.errors import OutputError
-from vossegcli.run.inputs import DEFAULT_MAX_SIZE
+from vossegcli.run.options import DEFAULT_MAX_SIZE
 from vossegcli.engine.weights import weights_file
 
 

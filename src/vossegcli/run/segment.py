@@ -41,7 +41,8 @@ from vossegcli.errors import (
 from vossegcli.io.masks import MaskSet
 from vossegcli.io.prefetch import prefetch
 from vossegcli.io.video import Frame, FrameReader, TruncatedVideoError
-from vossegcli.run.inputs import DEFAULT_MAX_SIZE, internal_size, load_inputs, resize_image, scale_start_masks
+from vossegcli.run.options import DEFAULT_MAX_SIZE
+from vossegcli.run.inputs import internal_size, load_inputs, resize_image, scale_start_masks
 from vossegcli.run.outputs import (
     TIMESTAMPS_FILE, MaskWriteError, MaskWriter, TimestampLog, clean_temporary_files, describe_written, prepare_output_dir, remove_if_empty,
     write_error_message,
