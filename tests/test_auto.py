@@ -343,3 +343,38 @@ def test_objects_discovery_adds_untracked_parts_every_few_frames_within_the_limi
     assert discover(3 + every, image, covered, [1]) is None  # everything is tracked already
     limited = auto_module._discoverer(frames, AutoConfig(objects=1), fake, None, 1, 3, None)
     assert limited(3 + every, image, previous, [1]) is None
+
+
+def _fake_samples(n, seed):
+    from vossegcli.train.primary import Sample
+
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        target = torch.zeros(1, 1, 6, 8)
+        target[..., 2:5, 3:6] = 1.0
+        out.append(Sample(torch.randn(1, 120, 6, 8, generator=g).half(), torch.randn(1, 352, 3, 4, generator=g).half(),
+                          target.half()))
+    return out
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_primary_trainer_trains_on_the_device_it_is_given(tmp_path, device):
+    """train-primary --device: the network lives on that device, steps change its weights, and the
+    saved file loads on the CPU."""
+    from vossegcli.engine.primary import load_primary
+    from vossegcli.train.primary import PrimaryTrainConfig, PrimaryTrainer
+
+    cfg = PrimaryTrainConfig(steps=2, saliency_batch=2, pair_batch=1, synthetic_batch=0)
+    trainer = PrimaryTrainer(tmp_path, tmp_path / "out", cfg, tmp_path / "cache", log=lambda m: None, device=device)
+    trainer.saliency = _fake_samples(4, 0)
+    trainer.videos = {"a": _fake_samples(3, 1), "b": _fake_samples(3, 2)}
+    trainer.val = {"v": _fake_samples(5, 3)}
+    before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    trainer.train()
+    assert next(trainer.net.parameters()).device.type == device
+    after = trainer.net.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+    path = trainer.save({})
+    assert load_primary(path).config.channels == trainer.net.config.channels

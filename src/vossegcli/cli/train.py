@@ -135,17 +135,18 @@ def train_primary(
     init: Optional[Path] = typer.Option(None, help="Start from these primary-object weights (the gate re-opened)."),
     synthetic_batch: int = typer.Option(2, help="Synthetic common-object pairs per step (0: none)."),
     gate_lr_scale: float = typer.Option(0.01, help="The co-attention gate's learning rate, as a share of --lr's."),
+    device: str = EngineOptions.device,
     threads: int = EngineOptions.threads,
 ) -> None:
     """Train the primary-object network behind --auto (COSNet's two alternating steps: saliency images, then
     frame pairs of the davis16-train `train` split). Prints losses and the val split's stride-16 IoU."""
-    _use_threads(threads, "auto")
+    _use_threads(threads, device)
     from vossegcli.train.primary import main as train_main
 
     try:
         train_main(["--data", str(data), "--out", str(out), "--steps", str(steps), "--seed", str(seed),
                     "--cache", str(cache), "--synthetic-batch", str(synthetic_batch),
-                    "--gate-lr-scale", str(gate_lr_scale)] + (["--init", str(init)] if init else []))
+                    "--gate-lr-scale", str(gate_lr_scale), "--device", device] + (["--init", str(init)] if init else []))
     except VossegError as error:
         _fail(error)
 

@@ -71,9 +71,11 @@ class Sample:
 
 
 def _sample(backbone: Backbone, image: np.ndarray, fg: np.ndarray) -> Sample:
-    f = backbone(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])
+    """One cached item on the host: the backbone runs on its own device."""
+    device = next(backbone.parameters()).device
+    f = backbone(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device))
     target = downsample_mask(torch.from_numpy(fg.astype(np.float32))[None, None], 16)
-    return Sample(f.s16.half(), f.s32.half(), target.half())
+    return Sample(f.s16.half().cpu(), f.s32.half().cpu(), target.half())
 
 
 def _cache_file(cache: Path, name: str) -> Path:
@@ -251,7 +253,8 @@ def _input_statistics(samples: list[Sample], net: PrimaryObjectNet, count: int =
     with torch.no_grad():
         net.in_mean.zero_()
         net.in_std.fill_(1.0)
-        xs = torch.cat([net.features_in(s.s16, s.s32).flatten(2)[0] for s in picks], dim=1)  # (472, N)
+        device = net.in_mean.device
+        xs = torch.cat([net.features_in(s.s16.to(device), s.s32.to(device)).flatten(2)[0] for s in picks], dim=1)  # (472, N)
         net.in_mean.copy_(xs.mean(dim=1))
         net.in_std.copy_(xs.std(dim=1).clamp_min(1e-3))
 
@@ -276,8 +279,10 @@ class PrimaryTrainer:
     """Cache features, train, calibrate the logit offset, save ``<out>/primary.pt``."""
 
     def __init__(self, data: Path, out: Path, config: PrimaryTrainConfig, cache: Path,
-                 log: Callable[[str], None] = print, init: Path | None = None) -> None:
+                 log: Callable[[str], None] = print, init: Path | None = None,
+                 device: torch.device | str = "cpu") -> None:
         self.data, self.out, self.config, self.cache, self.log = Path(data), Path(out), config, Path(cache), log
+        self.device = torch.device(device)
         self.net = PrimaryObjectNet(PrimaryConfig())
         self.init = init
         if init is not None:  # warm start; the co-attention gate re-opened (it starts at σ(0) = 0.5)
@@ -285,13 +290,14 @@ class PrimaryTrainer:
 
             self.net.load_state_dict(load_primary(init).state_dict())
             nn_init_gate(self.net)
+        self.net.to(self.device)
         self.saliency: list[Sample] = []
         self.videos: dict[str, list[Sample]] = {}
         self.val: dict[str, list[Sample]] = {}
         self.pairs: list[tuple[Sample, Sample]] = []
 
     def prepare(self, progress: Callable[[str, int, int], None] | None = None) -> None:
-        backbone = Backbone()
+        backbone = Backbone().to(self.device)
         t0 = time.time()
         self.saliency = build_saliency_cache(self.data, self.cache, backbone, progress)
         self.videos = build_video_cache(self.data, "train", self.cache, backbone, self.config.frame_stride, progress)
@@ -304,7 +310,10 @@ class PrimaryTrainer:
             _input_statistics(self.saliency + [s for v in self.videos.values() for s in v], self.net)
 
     def _embed(self, s: Sample) -> torch.Tensor:
-        return self.net.embedding(s.s16, s.s32)
+        return self.net.embedding(s.s16.to(self.device), s.s32.to(self.device))
+
+    def _target(self, s: Sample) -> torch.Tensor:
+        return s.target.float().to(self.device)
 
     def train(self) -> None:
         cfg = self.config
@@ -327,7 +336,7 @@ class PrimaryTrainer:
                 group["lr"] = lr * group["scale"]
             # step 1: saliency images
             opt.zero_grad()
-            loss = sum(weighted_bce(self.net.saliency(self._embed(s)), s.target.float())
+            loss = sum(weighted_bce(self.net.saliency(self._embed(s)), self._target(s))
                        for s in rng.sample(self.saliency, cfg.saliency_batch)) / cfg.saliency_batch
             loss.backward()
             opt.step()
@@ -339,7 +348,7 @@ class PrimaryTrainer:
             pairs += [rng.choice(self.pairs) for _ in range(cfg.synthetic_batch if self.pairs else 0)]
             for a, b in pairs:
                 la, lb = self.net.pair(self._embed(a), self._embed(b))
-                total = total + weighted_bce(la, a.target.float()) + weighted_bce(lb, b.target.float())
+                total = total + weighted_bce(la, self._target(a)) + weighted_bce(lb, self._target(b))
             loss = total / (2 * len(pairs))
             loss.backward()
             opt.step()
@@ -365,7 +374,7 @@ class PrimaryTrainer:
                 ref = torch.cat([embs[i] for i in idx])
             for s, v in zip(frames, embs):
                 logits = self.net.saliency(v) if ref is None else self.net.segment(v, self.net.summary_of(v, ref))
-                out.append((logits, s.target.float()))
+                out.append((logits, self._target(s)))
         return out
 
     def validate(self) -> dict:
@@ -406,7 +415,7 @@ class PrimaryTrainer:
         offset = self.calibrate()
         net = PrimaryObjectNet(PrimaryConfig(channels=self.net.config.channels, hidden=self.net.config.hidden,
                                              logit_offset=offset))
-        net.load_state_dict(self.net.state_dict())
+        net.load_state_dict({k: v.cpu() for k, v in self.net.state_dict().items()})
         self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / "primary.pt"
         save_primary(net, path, {**meta, "train": self.config.as_dict()})
@@ -425,10 +434,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init", type=Path, default=None, help="start from these primary-object weights")
     p.add_argument("--synthetic-batch", type=int, default=PrimaryTrainConfig.synthetic_batch)
     p.add_argument("--gate-lr-scale", type=float, default=PrimaryTrainConfig.gate_lr_scale)
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     args = p.parse_args(argv)
     cfg = PrimaryTrainConfig(steps=args.steps, seed=args.seed, synthetic_batch=args.synthetic_batch,
                              gate_lr_scale=args.gate_lr_scale)
-    trainer = PrimaryTrainer(args.data, args.out, cfg, args.cache, init=args.init)
+    from vossegcli.engine.device import resolve_device
+
+    trainer = PrimaryTrainer(args.data, args.out, cfg, args.cache, init=args.init, device=resolve_device(args.device))
     t0 = time.time()
     last = [0.0]
 
