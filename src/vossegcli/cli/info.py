@@ -17,7 +17,7 @@ def _refiner_info() -> dict:
 
     return shipped_info("refiner", "refiner", "none shipped: target-model scores are upsampled bilinearly",
                         scores=lambda e: {k: v for k, v in (e.get("scores") or {}).items()
-                                          if k in ("val", "val-synth", "mean")})
+                                          if k in ("real30", "val-synth", "sample")})
 
 
 def _target_features_info() -> dict:
