@@ -47,10 +47,9 @@ from vossegcli.engine.objects import MAX_OBJECTS
 from vossegcli.errors import DeviceError, InputError, Interrupted, OutputError, RunInterrupted, VossegError
 from vossegcli.files import atomic_write
 from vossegcli.io.palette import VOID_ID, davis_palette, write_label_png
-from vossegcli.io.prefetch import prefetch
-from vossegcli.io.video import FrameReader, open_frames
+from vossegcli.io.video import open_frames
+from vossegcli.run.inputs import FrameSource, resize_labels
 from vossegcli.run.options import DEFAULT_MAX_SIZE
-from vossegcli.run.inputs import internal_size, resize_image, resize_labels
 from vossegcli.run.outputs import (
     MaskWriteError, MaskWriter, clean_temporary_files, describe_written, prepare_output_dir, write_error_message,
     write_json_atomic,
@@ -137,20 +136,21 @@ def reference_indices(num_frames: int, n: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, min(n, num_frames))})
 
 
-def collect_references(seg: PrimarySegmenter, reader: FrameReader, n: int, work_size: tuple[int, int],
+def collect_references(seg: PrimarySegmenter, source: FrameSource, n: int,
                        total: int) -> tuple[torch.Tensor | None, list[int]]:
     """Pass 1: decode the video once, embed the N reference frames of its ``total`` frames
-    (``reader.count_frames()``) → ((N, C, h, w), their indices)."""
+    (``reader.count_frames()``) at the engine's size → ((N, C, h, w), their indices)."""
+    reader = source.reader
     if n <= 0:
         return None, []
     wanted = reference_indices(total, n) or [0]
     embeddings: dict[int, torch.Tensor] = {}
     last: tuple[int, np.ndarray] | None = None
-    frames = reader.frames(0)
+    frames = source.frames(0)
     try:
         for frame in frames:
             if frame.index in wanted:
-                embeddings[frame.index] = seg.reference(resize_image(frame.image, work_size))
+                embeddings[frame.index] = seg.reference(frame.image)
             last = (frame.index, frame.image)
             if frame.index >= wanted[-1]:
                 break
@@ -160,7 +160,7 @@ def collect_references(seg: PrimarySegmenter, reader: FrameReader, n: int, work_
         raise InputError(f"{reader.path}: no frames could be decoded; re-encode the video (e.g. as H.264 mp4)")
     if not embeddings or max(embeddings) < last[0] and last[0] not in embeddings:
         # the video ended before the packet count said: the last decoded frame stands in
-        embeddings[last[0]] = seg.reference(resize_image(last[1], work_size))
+        embeddings[last[0]] = seg.reference(last[1])
     used = sorted(embeddings)
     return torch.cat([embeddings[i] for i in used]), used
 
@@ -228,20 +228,20 @@ def propose(input_path: Path, auto: AutoConfig, *, seg: PrimarySegmenter, max_si
     Raises VossegError when no frame of the video shows a primary object.
     """
     t0 = time.perf_counter()
-    reader = open_frames(input_path)
+    source = FrameSource.open(input_path, max_size)
+    reader = source.reader
     try:
         info = reader.info
-        work = internal_size(info.width, info.height, max_size)
-        refs, used = collect_references(seg, reader, auto.references, work, reader.count_frames())
+        refs, used = collect_references(seg, source, auto.references, reader.count_frames())
         if notify:
             notify(f"reference frames: {', '.join(map(str, used)) if used else 'none (saliency only)'}")
         candidates: list[tuple[int, float, float]] = []
         masks: dict[int, np.ndarray] = {}
         best: int | None = None
-        frames = reader.frames(0)
+        frames = source.frames(0)
         try:
             for frame in frames:
-                pred = seg.predict(resize_image(frame.image, work), refs)
+                pred = seg.predict(frame.image, refs)
                 candidates.append((frame.index, pred.confidence, float(pred.mask.mean())))
                 masks[frame.index] = pred.mask
                 if pred.mask.mean() >= MIN_AREA_FRACTION and (best is None or pred.confidence > candidates[best][1]):
@@ -382,9 +382,8 @@ def _discoverer(input_path: Path, auto: AutoConfig, seg: PrimarySegmenter, max_s
     seed frame, the primary-object network's foreground parts that the tracked objects do not
     cover become new objects (the next ids; at most ``auto.objects`` objects in all, 0: no limit).
     Deterministic in the frames, so a resumed run finds the same objects."""
-    with open_frames(input_path) as reader:
-        work = internal_size(reader.info.width, reader.info.height, max_size)
-        refs, _ = collect_references(seg, reader, auto.references, work, reader.count_frames())
+    with FrameSource.open(input_path, max_size) as source:
+        refs, _ = collect_references(seg, source, auto.references, source.reader.count_frames())
     limit = auto.objects or MAX_OBJECTS
 
     def discover(index: int, image: np.ndarray, previous: np.ndarray | None, ids: list[int]) -> np.ndarray | None:
@@ -449,25 +448,15 @@ def _read_auto_record(out_dir: Path) -> dict | None:
         return None
 
 
-def _scaled(frames, size: tuple[int, int]):
-    """(image at the engine's size, index) of ``frames`` (runs in the prefetch thread)."""
-    try:
-        for frame in frames:
-            yield resize_image(frame.image, size), frame.index
-    finally:
-        frames.close()
-
-
 def _segment_cosnet(input_path: Path, out_dir: Path, auto: AutoConfig, seg: PrimarySegmenter, identity: dict, *,
                     resume: bool, max_size: int | None, progress, notify) -> SegmentationRun:
     """Every frame by co-attention with the N references; PNGs written atomically in order, so a
     resume continues after the last complete one."""
-    reader = open_frames(input_path)
-    info = reader.info
-    work = internal_size(info.width, info.height, max_size)
+    source = FrameSource.open(input_path, max_size)
+    reader, info, work = source.reader, source.info, source.size
     t0 = time.perf_counter()
     total = reader.count_frames()
-    refs, used = collect_references(seg, reader, auto.references, work, total)
+    refs, used = collect_references(seg, source, auto.references, total)
     ref_seconds = time.perf_counter() - t0
     if notify:
         notify(f"reference frames: {', '.join(map(str, used)) if used else 'none (saliency only)'}")
@@ -489,10 +478,11 @@ def _segment_cosnet(input_path: Path, out_dir: Path, auto: AutoConfig, seg: Prim
     wall0 = time.perf_counter()
     try:
         writer = MaskWriter(davis_palette(), size=(info.width, info.height))
-        with writer, prefetch(_scaled(reader.frames(first), work), 4) as frames:
+        with writer, source.read_ahead(first) as frames:
             if progress:
                 progress(done, info.num_frames)
-            for image, index in frames:
+            for frame in frames:
+                image, index = frame.image, frame.index
                 t = time.perf_counter()
                 pred = seg.predict(image, refs)
                 engine += time.perf_counter() - t

@@ -13,7 +13,7 @@ from vossegcli.engine.segmenter import Segmenter
 from vossegcli.engine.config import SegmenterConfig
 from vossegcli.engine.device import resolve_device
 from vossegcli.run.options import DEFAULT_MAX_SIZE
-from vossegcli.run.inputs import internal_size, load_inputs, resize_image, scale_start_masks
+from vossegcli.run.inputs import FrameSource, load_inputs, scale_start_masks
 from vossegcli.run.report import environment_info, peak_memory_mb
 from vossegcli.run.segment import ProgressFn
 
@@ -36,11 +36,10 @@ def run_benchmark(
     so the speed is the speed of the run a user gets with the same option."""
     reader, masks = load_inputs(Path(input_path), mask_args)
     frames = []
-    with reader:
-        native = (reader.info.width, reader.info.height)
-        size = internal_size(*native, max_size)
-        for frame in reader:
-            frames.append(resize_image(frame.image, size))
+    with FrameSource(reader, max_size) as source:
+        native, size = (source.info.width, source.info.height), source.size
+        for frame in source.frames():
+            frames.append(frame.image)
             if max_frames and len(frames) >= max_frames:
                 break
     start_masks = scale_start_masks(masks, masks.labels, size, max_size)

@@ -42,7 +42,7 @@ from vossegcli.engine.state import VideoState
 from vossegcli.io.palette import read_label_png, write_label_png
 from vossegcli.io.video import FrameReader
 from vossegcli.run.diagnostics import DIAGNOSTICS_FILE, read_records, rewrite_records
-from vossegcli.run.inputs import resize_image, resize_labels
+from vossegcli.run.inputs import FrameSource, resize_labels
 
 #: Most frames one backward tracklet revisits before its anchor.
 MAX_BACKWARD = 300
@@ -103,16 +103,16 @@ def find_stretches(diagnostics: Path) -> list[Stretch]:
     return sorted(out, key=lambda s: -s.anchor_similarity)
 
 
-def _cache_frames(reader: FrameReader, frames: set[int], size: tuple[int, int], folder: Path) -> None:
-    """Decode the video up to the last of ``frames`` and keep those (at the engine's ``size``) as .npy files."""
+def _cache_frames(source: FrameSource, frames: set[int], folder: Path) -> None:
+    """Decode the video up to the last of ``frames`` and keep those (at the engine's size) as .npy files."""
     folder.mkdir(parents=True, exist_ok=True)
     last = max(frames)
-    decoded = reader.frames(min(frames))
+    decoded = source.frames(min(frames))
     try:
-        for index, frame in enumerate(decoded, start=min(frames)):
-            if index in frames:
-                np.save(folder / f"{index}.npy", resize_image(frame.image, size))
-            if index >= last:
+        for frame in decoded:
+            if frame.index in frames:
+                np.save(folder / f"{frame.index}.npy", frame.image)
+            if frame.index >= last:
                 break
     finally:
         decoded.close()  # stops the decoder
@@ -146,11 +146,11 @@ def backward_pass(
     try:
         forward = _forward_entries(diag_path, {t for s in stretches for t in range(s.first, s.anchor + 1)})
         bank = forward_state.presence.bank
-        with FrameReader(input_path) as reader:
+        with FrameSource(FrameReader(input_path), size=work_size) as source:
             for done, stretch in enumerate(stretches, 1):
                 # one stretch's frames at a time: the cache holds at most MAX_BACKWARD + 1 frames
                 shutil.rmtree(cache, ignore_errors=True)
-                _cache_frames(reader, set(range(stretch.first, stretch.anchor + 1)), work_size, cache)
+                _cache_frames(source, set(range(stretch.first, stretch.anchor + 1)), cache)
                 _one_stretch(segmenter, forward_state, bank, stretch, cache, out_dir, frame_name, work_size, forward, changes,
                              palette)
                 if progress:

@@ -1,16 +1,23 @@
-"""Frames and masks in: open and check them, and scale between the input and the engine's size."""
+"""Frames and masks in: open and check them, and scale between the input and the engine's size
+(:class:`FrameSource`: a video's frames at the engine's size, read ahead in a thread)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
 from vossegcli.errors import MaskError
 from vossegcli.io.masks import MaskSet, load_masks
-from vossegcli.io.video import FrameReader, open_frames
+from vossegcli.io.prefetch import Prefetch, prefetch
+from vossegcli.io.video import Frame, FrameReader, open_frames
+from vossegcli.run.options import DEFAULT_MAX_SIZE
+
+#: Frames decoded (and scaled) ahead of the engine at most.
+PREFETCH_FRAMES = 4
 
 def load_inputs(input_path: Path, mask_args: Sequence[str], snap: bool = False) -> tuple[FrameReader, MaskSet]:
     """Open the frames and read and validate the masks against them (raises VossegError).
@@ -79,3 +86,52 @@ def scale_start_masks(masks: MaskSet, labels: dict[int, np.ndarray], size: tuple
                 f"(max_size={max_size}); raise max_size (0 = native size)"
             )
     return scaled
+
+
+class FrameSource:
+    """A video's frames at the engine's size: the open reader, the size the engine works at
+    (``max_size``, aspect kept) and the scaled frames, optionally decoded ahead in a thread.
+    Shared by segment, ``--auto``, benchmark and the backward pass; closing it closes the reader."""
+
+    def __init__(self, reader: FrameReader, max_size: int | None = DEFAULT_MAX_SIZE,
+                 size: tuple[int, int] | None = None) -> None:
+        """``size``: the engine's (width, height) when the caller knows it already (else from ``max_size``)."""
+        self.reader = reader
+        self.info = reader.info
+        self.size = size or internal_size(self.info.width, self.info.height, max_size)  #: (width, height)
+
+    @classmethod
+    def open(cls, path: Path, max_size: int | None = DEFAULT_MAX_SIZE) -> "FrameSource":
+        return cls(open_frames(path), max_size)
+
+    @property
+    def scaled(self) -> bool:
+        """Whether the engine works below the input's size."""
+        return self.size != (self.info.width, self.info.height)
+
+    def scale(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) input-size image → the engine's size."""
+        return resize_image(image, self.size)
+
+    def frames(self, start: int = 0) -> Iterator[Frame]:
+        """Frames from ``start`` on, their images at the engine's size; closing the iterator (or
+        leaving it early) stops the decoder."""
+        decoded = self.reader.frames(start)
+        try:
+            for frame in decoded:
+                yield replace(frame, image=self.scale(frame.image))
+        finally:
+            decoded.close()
+
+    def read_ahead(self, start: int = 0, depth: int = PREFETCH_FRAMES) -> Prefetch[Frame]:
+        """:meth:`frames`, decoded and scaled up to ``depth`` frames ahead in a background thread."""
+        return prefetch(self.frames(start), depth)
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -27,7 +27,7 @@ import signal
 import time
 from collections import deque
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -39,10 +39,9 @@ from vossegcli.errors import (
     DeviceError, InputError, Interrupted, MaskError, OutputError, RunInterrupted, VossegError,
 )
 from vossegcli.io.masks import MaskSet
-from vossegcli.io.prefetch import prefetch
-from vossegcli.io.video import Frame, FrameReader, TruncatedVideoError
+from vossegcli.io.video import FrameReader, TruncatedVideoError
+from vossegcli.run.inputs import FrameSource, load_inputs, scale_start_masks
 from vossegcli.run.options import DEFAULT_MAX_SIZE
-from vossegcli.run.inputs import internal_size, load_inputs, resize_image, scale_start_masks
 from vossegcli.run.outputs import (
     TIMESTAMPS_FILE, MaskWriteError, MaskWriter, TimestampLog, clean_temporary_files, describe_written, prepare_output_dir, remove_if_empty,
     write_error_message,
@@ -58,19 +57,8 @@ from vossegcli.run.signals import deferred_signals
 
 ProgressFn = Callable[[int, "int | None"], None]
 
-#: Frames decoded (and scaled) ahead of the engine at most.
-PREFETCH_FRAMES = 4
 #: Frames at which the report's memory trace samples this process's RSS (and every 500th).
 _TRACE_FRAMES = (1, 10, 100, 250)
-
-
-def _engine_frames(frames: Iterator[Frame], size: tuple[int, int]) -> Iterator[tuple[np.ndarray, float | None]]:
-    """(image at the engine's ``size``, presentation time) of ``frames`` (runs in the prefetch thread)."""
-    try:
-        for frame in frames:
-            yield resize_image(frame.image, size), frame.time
-    finally:
-        frames.close()  # stops the video decoder when the run stops early
 
 
 def segment(
@@ -127,7 +115,8 @@ def segment(
     else:
         prepare_output_dir(out_dir, force)
         plan = ResumePlan(-1, dict(masks.labels), [])
-    work_size = internal_size(info.width, info.height, max_size)
+    source = FrameSource(reader, max_size)
+    work_size = source.size
     objects = [{"id": o.id, "start_frame": o.start_frame, "area_px": o.area, "mask": str(o.source)} for o in masks.objects]
     if plan.complete:
         reader.close()
@@ -243,11 +232,12 @@ def segment(
         writer = MaskWriter(masks.palette, size=(info.width, info.height))
         try:
             # Leaving the block stops the decoding thread, then writes the PNGs still queued.
-            with writer, prefetch(_engine_frames(reader.frames(start), work_size), PREFETCH_FRAMES) as frames:
+            with writer, source.read_ahead(start) as frames:
                 if not initial and state.num_objects == 0:
                     raise ValueError("no initial masks given")
                 previous = None
-                for image, when in frames:
+                for frame in frames:
+                    image, when = frame.image, frame.time
                     index = state.frame_index
                     given = initial.get(index)
                     if discover is not None and state.num_objects:
