@@ -378,3 +378,52 @@ def test_primary_trainer_trains_on_the_device_it_is_given(tmp_path, device):
     assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
     path = trainer.save({})
     assert load_primary(path).config.channels == trainer.net.config.channels
+
+
+@pytest.mark.slow
+def test_auto_objects_resumed_after_a_discovery_writes_what_an_uninterrupted_run_writes(tmp_path, monkeypatch):
+    """--auto --objects all, stopped by Ctrl-C after an object entering later was discovered: --resume
+    keeps it (its id and model come back with the engine state), goes on discovering, and every
+    PNG equals a run that was never stopped. (The discovery itself is stood in for by a fixed region
+    that appears on frame seed + DISCOVER_EVERY: what is tested is the resume around it.)"""
+    from vossegcli.engine.segmenter import Segmenter
+    from vossegcli.run import auto as auto_module
+
+    frames, _ = _one_object_clip(tmp_path)
+    entering = np.zeros((sample.HEIGHT, sample.WIDTH), bool)
+    entering[150:200, 240:300] = True
+
+    def fake_discoverer(input_path, auto, seg, max_size, seeded, seed_frame, notify):
+        def discover(index, image, previous, ids):
+            if index == seed_frame + auto_module.DISCOVER_EVERY and len(ids) < 2:
+                return np.where(entering & (previous == 0), max(ids) + 1, 0).astype(np.uint8)
+            return None
+        return discover
+
+    monkeypatch.setattr(auto_module, "_discoverer", fake_discoverer)
+    args = ["segment", str(frames), "--auto", "--objects", "all", "--seed-window", "3"]  # seed frame 0..2
+    whole = tmp_path / "whole"
+    assert runner.invoke(app, args + ["--out", str(whole), "--report", str(tmp_path / "whole.json")]).exit_code == 0
+    expected = {p.name: p.read_bytes() for p in whole.glob("[0-9]*.png")}
+    assert len(expected) == FRAMES and any((read_label_png(whole / f"{FRAMES - 1:05d}.png") == 2).ravel())
+    discovered_at = json.loads((tmp_path / "whole.json").read_text())["auto"]["seed_frame"] + auto_module.DISCOVER_EVERY
+
+    step = Segmenter.step
+    stop_at = FRAMES - 4
+    assert discovered_at < stop_at  # the run stops after the discovery
+
+
+    def interrupted(self, state, frame, new_masks=None):
+        if state.frame_index == stop_at:
+            raise KeyboardInterrupt
+        return step(self, state, frame, new_masks)
+
+    stopped = tmp_path / "stopped"
+    monkeypatch.setattr(Segmenter, "step", interrupted)
+    assert runner.invoke(app, args + ["--out", str(stopped)]).exit_code == 130
+    assert len(list(stopped.glob("[0-9]*.png"))) < FRAMES and (stopped / ".vosseg-state.pt").is_file()
+    monkeypatch.setattr(Segmenter, "step", step)
+    result = runner.invoke(app, args + ["--out", str(stopped), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "resuming exactly" in result.output
+    assert {p.name: p.read_bytes() for p in stopped.glob("[0-9]*.png")} == expected
