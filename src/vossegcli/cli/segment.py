@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vossegcli.errors import EXIT_USER_ERROR, Interrupted, RunInterrupted, VossegError
-from vossegcli.run.options import engine_config
+from vossegcli.run.options import engine_config, parse_value
 from vossegcli.cli.common import (
     EngineOptions, _Command, _as_flags, _default_out, _describe_refiner, _describe_target_features, _fail,
     _interrupted_exit, _progress, _sample_defaults, _stop_on_signals, _use_threads, app, console, err_console,
@@ -92,7 +92,8 @@ def _segment_auto(
     run options (run/options.py's table)."""
     device, max_size, precision = options["device"], options["max_size"], options["precision"]
     deterministic, state_every, bidirectional = options["deterministic"], options["state_every"], options["bidirectional"]
-    from vossegcli.run.auto import AutoConfig, load_primary_segmenter, propose, segment_auto, write_proposal
+    from vossegcli.run.auto import AutoConfig, segment_auto
+    from vossegcli.run.auto import dry_run as auto_dry_run
     from vossegcli.run.inputs import internal_size
 
     with _segment_errors(), _stop_on_signals():
@@ -107,11 +108,11 @@ def _segment_auto(
         if auto_mode == "cosnet" and bidirectional:
             raise VossegError("--bidirectional needs --auto-mode seed (cosnet segments every frame on its own)")
         config = engine_config(options)
-        if objects.strip().lower() == "all":
-            count = 0
-        elif objects.strip().isdigit() and int(objects) >= 1:
-            count = int(objects)
-        else:
+        try:
+            count = parse_value("objects", objects)
+        except ValueError:
+            count = None
+        if count is None:
             raise VossegError(f"--objects {objects}: give a number of objects (1 to 32) or all")
         if count != 1 and not auto:
             raise VossegError("--objects goes with --auto (with masks, every object you give is segmented)")
@@ -133,19 +134,8 @@ def _segment_auto(
             err_console.print(f"  {escape(_as_flags(line))}", highlight=False, soft_wrap=True)
 
         if dry_run:
-            from vossegcli.engine.device import resolve_device
-
-            from vossegcli.run.outputs import prepare_output_dir
-
-            prepare_output_dir(out, force)  # before the work, not after
-            seg = load_primary_segmenter(cfg, resolve_device(device), precision)
-            proposal = propose(input_path, cfg, seg=seg, max_size=max_size, notify=say)
-            path = write_proposal(proposal, out, force=True)
-            frame = "" if proposal.frame == 0 else f"{proposal.frame}:"
-            use = ["vosseg", "segment", str(input_path), "--mask", f"{frame}{path}", "--out", str(out / "masks")]
-            from vossegcli.run.options import DEFAULT_MAX_SIZE
-
-            use += (["--max-size", str(max_size)] if max_size != DEFAULT_MAX_SIZE else []) + (["--device", device] if device != "auto" else [])
+            proposal, path, use = auto_dry_run(input_path, cfg, out, device=device, precision=precision,
+                                               max_size=max_size, force=force, notify=say)
             human = err_console if json_out else console  # --json: stdout holds only the JSON
             human.print(
                 f"proposed mask for frame {proposal.frame} ({escape(proposal.name)}), confidence "

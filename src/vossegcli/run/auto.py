@@ -279,6 +279,23 @@ def write_proposal(proposal: Proposal, out_dir: Path, force: bool = False) -> Pa
     return path
 
 
+def dry_run(input_path: Path, auto: AutoConfig, out_dir: Path, *, device: str = "auto", precision: str = "auto",
+            max_size: int | None = DEFAULT_MAX_SIZE, force: bool = False,
+            notify: Callable[[str], None] | None = None) -> tuple[Proposal, Path, list[str]]:
+    """``--auto --dry-run``: propose the objects, write ``<out>/proposal.png`` and ``proposal.json``, and
+    return (the proposal, the PNG, the words of the ``vosseg segment`` command that segments with it)."""
+    from vossegcli.engine.device import resolve_device
+    from vossegcli.run.options import rerun_words
+
+    prepare_output_dir(out_dir, force)  # before the work, not after
+    seg = load_primary_segmenter(auto, resolve_device(device), precision)
+    proposal = propose(input_path, auto, seg=seg, max_size=max_size, notify=notify)
+    path = write_proposal(proposal, out_dir, force=True)
+    frame = "" if proposal.frame == 0 else f"{proposal.frame}:"
+    use = ["vosseg", "segment", str(input_path), "--mask", f"{frame}{path}", "--out", str(Path(out_dir) / "masks")]
+    return proposal, path, use + rerun_words({"max_size": max_size, "device": device})
+
+
 # -- the two modes ---------------------------------------------------------------------------------
 def _auto_identity(input_path: Path, auto: AutoConfig) -> dict:
     weights = primary_weights_file(auto.weights)
