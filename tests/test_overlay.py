@@ -143,3 +143,25 @@ def test_blend_uses_given_palette_and_skips_void():
     assert out[0, 1].tolist() == [150, 150, 50]
     assert out[0, 2].tolist() == [100, 100, 100]  # 255 = void: not coloured
     assert out[0, 3].tolist() == [50, 114, 50]
+
+
+def test_frame_numbers_are_written_in_the_bottom_left_corner_and_differ_per_frame(tmp_path):
+    """--frame-numbers: white text on a black box in the bottom-left corner, different on frames 1
+    and 12 (their numbers differ); the rest of the frame is the plain overlay."""
+    from vossegcli.io.overlay import draw_frame_number
+
+    video = tmp_path / "in.mp4"
+    gray_video(video, n=13, size=(320, 240))
+    masks_for(tmp_path / "masks", [f"{i:05d}" for i in range(13)], size=(320, 240))
+    plain, numbered = tmp_path / "plain.mp4", tmp_path / "numbered.mp4"
+    write_overlay(video, tmp_path / "masks", plain)
+    write_overlay(video, tmp_path / "masks", numbered, frame_numbers=True)
+    _, a = read_video(plain)
+    _, b = read_video(numbered)
+    corner = (slice(200, 240), slice(0, 200))
+    assert all(np.abs(x[corner].astype(int) - y[corner]).max() > 100 for x, y in zip(a, b))  # text drawn
+    assert np.abs(a[1][:150].astype(int) - b[1][:150]).max() <= 4  # elsewhere untouched
+    assert (b[1][corner] > 200).all(axis=-1).any() and (b[1][corner] < 40).all(axis=-1).any()  # white on black
+    assert np.abs(b[1][corner].astype(int) - b[12][corner]).max() > 100  # "frame 1" vs "frame 12"
+    drawn = draw_frame_number(np.full((240, 320, 3), 128, np.uint8), 7, "00007.png")
+    assert drawn.shape == (240, 320, 3) and (drawn[:150] == 128).all()

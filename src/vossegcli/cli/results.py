@@ -48,6 +48,11 @@ def overlay(
         help="Draw each object's status (tracked / uncertain / lost / absent) and template similarity from the "
         "mask folder's diagnostics.jsonl, and mark scene cuts.",
     ),
+    frame_numbers: bool = typer.Option(
+        False, "--frame-numbers",
+        help="Write each frame's number and mask file in the corner, to name the frame a correction is for "
+        "(--mask N:fix.png).",
+    ),
     force: bool = typer.Option(
         False, "--force",
         help="Draw even when the masks look made from another input (another run record, size or frame count).",
@@ -78,6 +83,7 @@ def overlay(
                 notes: list[str] = []
                 n = write_overlay(
                     input_path, masks_dir, out, alpha=alpha, contours=contours, fps=fps, notes=notes, diagnostics=diagnostics,
+                    frame_numbers=frame_numbers,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
     except VossegError as error:

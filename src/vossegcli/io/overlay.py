@@ -168,6 +168,7 @@ def write_overlay(
     fps: float | None = None,
     notes: list[str] | None = None,
     diagnostics: bool = False,
+    frame_numbers: bool = False,
 ) -> int:
     """Blend ``masks_dir/<frame_name>.png`` over every input frame; write an H.264 mp4 with one
     frame per input frame at the input's timestamps (a video's own, variable rates included).
@@ -179,7 +180,9 @@ def write_overlay(
     ``progress(done, total)`` is called after each frame (total may be None for videos);
     ``notes``: gets the input's lines worth saying once (e.g. "variable frame rate: ...");
     ``diagnostics``: draw each object's status (tracked / uncertain / lost / absent) and similarity
-    from ``masks_dir/diagnostics.jsonl`` in a legend, and mark scene cuts.
+    from ``masks_dir/diagnostics.jsonl`` in a legend, and mark scene cuts;
+    ``frame_numbers``: write each frame's index and mask file name in the bottom-left corner (the
+    number a correction or a second mask is given with: ``--mask N:fix.png``).
     Returns the number of frames written.
     """
     if not 0.0 <= alpha <= 1.0:
@@ -244,6 +247,8 @@ def write_overlay(
                     record = _record_for(records, done - 1, pending_record)
                     if record is not None:
                         image = draw_diagnostics(image, record, colours)
+                if frame_numbers:
+                    image = draw_frame_number(image, frame.index, f"{frame.name}.png")
                 if pad_w or pad_h:
                     image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
                 yield image, frame.time
@@ -287,14 +292,9 @@ def _record_for(records: Iterator[dict], frame: int, pending: list[dict]) -> dic
 def draw_diagnostics(image: np.ndarray, record: dict, colours: np.ndarray) -> np.ndarray:
     """A legend in the top-left corner: per object its colour, id, status and template similarity;
     "SCENE CUT" on a frame after a detected cut. (H, W, 3) uint8 in and out."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
-    h = image.shape[0]
-    size = max(12, h // 36)
-    try:
-        font = ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
+    font, size = _font(image.shape[0])
     canvas = Image.fromarray(image)
     draw = ImageDraw.Draw(canvas)
     lines = []
@@ -312,6 +312,32 @@ def draw_diagnostics(image: np.ndarray, record: dict, colours: np.ndarray) -> np
         draw.rectangle((size + 8, y, size + 10, y + size), fill=tag)
         draw.text((size + 12, y), text, fill=(255, 255, 255), font=font)
         y = box[3] + 6
+    return np.asarray(canvas)
+
+
+def _font(height: int):
+    """PIL's default font at a size that reads on a frame ``height`` pixels high, and that size."""
+    from PIL import ImageFont
+
+    size = max(12, height // 36)
+    try:
+        return ImageFont.load_default(size=size), size
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default(), size
+
+
+def draw_frame_number(image: np.ndarray, index: int, name: str) -> np.ndarray:
+    """"frame N · NAME" in white on black in the bottom-left corner. (H, W, 3) uint8 in and out."""
+    from PIL import Image, ImageDraw
+
+    font, size = _font(image.shape[0])
+    canvas = Image.fromarray(image)
+    draw = ImageDraw.Draw(canvas)
+    text = f"frame {index} · {name}"
+    box = draw.textbbox((0, 0), text, font=font)
+    x, top = 6, image.shape[0] - (box[3] - box[1]) - 8
+    draw.rectangle((x - 4, top - 3, x + box[2] + 4, top + box[3] - box[1] + 3), fill=(0, 0, 0))
+    draw.text((x, top - box[1]), text, fill=(255, 255, 255), font=font)
     return np.asarray(canvas)
 
 
