@@ -200,6 +200,20 @@ def _interrupted_exit(signum: int, message: str) -> None:
     raise typer.Exit(128 + int(signum))
 
 
+@contextmanager
+def _command_failures(on_stop: str):
+    """A command's body: Ctrl-C / SIGTERM stop it cleanly, a VossegError is one ``error:`` line (exit 2), a
+    stop is one ``stopped:`` line ending with ``on_stop`` (exit 128 + the signal)."""
+    try:
+        with _stop_on_signals():
+            yield
+    except VossegError as error:
+        _fail(error)
+    except (Interrupted, KeyboardInterrupt) as stop:
+        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+        _interrupted_exit(signum, f"interrupted by {signal.Signals(signum).name}; {on_stop}")
+
+
 def _describe_refiner(spec: Optional[str]) -> str:
     """One line saying which refiner weights a run uses."""
     from vossegcli.engine.weights import weights_file

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vossegcli import __version__
-from vossegcli.errors import Interrupted, VossegError
-from vossegcli.run.options import engine_config
 from vossegcli.cli.common import (
-    EngineOptions, _Command, _default_out, _fail, _interrupted_exit, _progress, _sample_defaults,
-    _stop_on_signals, _use_threads, app, console, err_console,
+    EngineOptions, _Command, _command_failures, _default_out, _fail, _progress, _sample_defaults, _use_threads, app,
+    console, err_console,
 )
+from vossegcli.errors import VossegError
+from vossegcli.run.options import engine_config
 
 
 @app.command(
@@ -63,39 +63,66 @@ def overlay(
     An object coloured much like its own mask colour (a red car under red) is drawn in a contrasting colour."""
     from vossegcli.io.overlay import write_overlay
 
-    try:
-        with _stop_on_signals():
-            if input_path is None:
-                from vossegcli.sample import sample_paths
+    with _command_failures("no overlay video was written"):
+        if input_path is None:
+            from vossegcli.sample import sample_paths
 
-                input_path = sample_paths().video
-            masks_dir = masks_dir if masks_dir is not None else _default_out(input_path)
-            out = out if out is not None else _default_out(input_path).with_suffix(".mp4")
-            if not force:
-                from vossegcli.io.video import open_frames
-                from vossegcli.run.match import check_masks_match_input
+            input_path = sample_paths().video
+        masks_dir = masks_dir if masks_dir is not None else _default_out(input_path)
+        out = out if out is not None else _default_out(input_path).with_suffix(".mp4")
+        if not force:
+            from vossegcli.io.video import open_frames
+            from vossegcli.run.match import check_masks_match_input
 
-                if masks_dir.is_dir():
-                    with open_frames(input_path) as reader:
-                        check_masks_match_input(input_path, masks_dir, reader.info)
-            with _progress() as bar:
-                task = bar.add_task("overlay", total=None)
-                notes: list[str] = []
-                n = write_overlay(
-                    input_path, masks_dir, out, alpha=alpha, contours=contours, fps=fps, notes=notes, diagnostics=diagnostics,
-                    frame_numbers=frame_numbers,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
-                )
-    except VossegError as error:
-        _fail(error)
-        return
-    except (Interrupted, KeyboardInterrupt) as stop:
-        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
-        _interrupted_exit(signum, f"interrupted by {signal.Signals(signum).name}; no overlay video was written")
-        return
+            if masks_dir.is_dir():
+                with open_frames(input_path) as reader:
+                    check_masks_match_input(input_path, masks_dir, reader.info)
+        with _progress() as bar:
+            task = bar.add_task("overlay", total=None)
+            notes: list[str] = []
+            n = write_overlay(
+                input_path, masks_dir, out, alpha=alpha, contours=contours, fps=fps, notes=notes, diagnostics=diagnostics,
+                frame_numbers=frame_numbers, progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
     for note in notes:
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     console.print(f"wrote {n} frames to [bold]{out}[/]", highlight=False)
+
+
+@app.command(
+    cls=_Command,
+    epilog="Examples:\n\n  vosseg export out/clip --as prores              # out/clip-rgba.mov: the objects with alpha\n\n"
+    "  vosseg export out/clip --as rgba --object 2 --feather 2   # RGBA PNGs of object 2, soft edges\n\n"
+    "  vosseg export out/clip --as rle                 # out/clip.rle.jsonl: COCO RLE per frame",
+)
+def export(
+    masks_dir: Path = typer.Argument(..., metavar="MASKS_DIR", help="Folder of palette PNGs written by vosseg segment."),
+    kind: str = typer.Option(
+        ..., "--as", metavar="rgba|prores|alpha|rle|boxes",
+        help="rgba: RGBA PNG per frame (objects opaque); prores: one ProRes 4444 .mov with alpha; alpha: a white-on-"
+        "black matte mp4 per object; rle: COCO RLE per frame (JSON lines); boxes: CSV of each object's box per frame.",
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write (default: beside MASKS_DIR, named "
+                                       "after it: <dir>-rgba/, <dir>-rgba.mov, <dir>-mattes/, <dir>.rle.jsonl, <dir>-boxes.csv)."),
+    input_path: Optional[Path] = typer.Option(None, "--input", help="The video or frame folder that was segmented "
+                                              "(rgba, prores; default: the one the run record names)."),
+    object_ids: Optional[List[int]] = typer.Option(None, "--object", help="Only this object id (repeat for more)."),
+    feather: float = typer.Option(0.0, "--feather", min=0.0, metavar="PX", help="Soften alpha edges by PX pixels."),
+) -> None:
+    """Cut-outs and formats for editing and other tools: RGBA frames or a ProRes 4444 video with alpha, matte videos,
+    COCO RLE, or boxes, from the masks of a run."""
+    from vossegcli.io.export import DEFAULT_NAMES, export as run_export
+
+    with _command_failures("finished files are kept, none half-written"):
+        masks_dir = masks_dir.expanduser()
+        if out is None and kind in DEFAULT_NAMES:
+            out = masks_dir.parent / DEFAULT_NAMES[kind].format(stem=masks_dir.resolve().name)
+        with _progress() as bar:
+            task = bar.add_task(f"export {kind}", total=None)
+            result = run_export(masks_dir, kind, out or masks_dir, input_path=input_path, objects=object_ids,
+                                feather=feather, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"wrote {kind} of {result['frames']} frames, objects {', '.join(map(str, result['objects'])) or 'none'}: "
+                  f"[bold]{escape(result['out'])}[/]", highlight=False, soft_wrap=True)
 
 
 @app.command(

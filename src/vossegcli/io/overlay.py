@@ -100,6 +100,17 @@ def encode_mp4(
     NTSC-style rates); ``container``: ffmpeg's format name (default: from the file name).
     Returns the number of frames. The file is closed if ``frames`` raises.
     """
+    return encode_video(path, frames, size, fps, time_base=time_base, container=container,
+                        codec="libx264", pix_fmt="yuv420p", options={"crf": str(crf), "preset": preset})
+
+
+def encode_video(
+    path: Path, frames: Iterable[tuple[np.ndarray, float | None]], size: tuple[int, int], fps: float, *,
+    codec: str, pix_fmt: str, options: dict[str, str] | None = None, time_base: Fraction | None = None,
+    container: str | None = None, image_format: str = "rgb24",
+) -> int:
+    """:func:`encode_mp4` with any PyAV encoder: ``codec`` writing ``pix_fmt`` from (H, W, C) uint8
+    frames in ``image_format`` ("rgb24"; "rgba" for a codec that keeps alpha, e.g. ProRes 4444)."""
     import av
 
     rate = Fraction(fps).limit_denominator(1001)
@@ -107,16 +118,16 @@ def encode_mp4(
     out = av.open(str(path), "w", format=container, options={"movflags": "+faststart"})
     written = 0
     try:
-        stream = out.add_stream("libx264", rate=rate)
+        stream = out.add_stream(codec, rate=rate)
         stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         stream.time_base = unit
         stream.codec_context.time_base = unit
-        stream.options = {"crf": str(crf), "preset": preset}
+        stream.options = dict(options or {})
         start: float | None = None
         last_pts = -1
         for image, t in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=image_format)
             if t is None:
                 pts = round(written / rate / unit)
             else:
