@@ -150,6 +150,13 @@ class TemplateBank:
         self.count = [self.count[i] for i in slots]
         self.added = [self.added[i] for i in slots]
 
+    def adopt(self, other: "TemplateBank", slots: list[int]) -> None:
+        """Take ``other``'s templates of ``slots`` as this bank's (slot k ← ``slots[k]``), keeping the
+        frames this bank last expanded them at (the backward pass judges by the forward templates)."""
+        index = torch.tensor(slots, dtype=torch.long, device=other.templates.device)
+        self.templates = other.templates[index].clone()
+        self.count = [other.count[i] for i in slots]
+
     def similarity(self, slots: Tensor | list[int], embeddings: Tensor) -> Tensor:
         """(K,) slots and (K, D) embeddings → (K,) max cosine to each slot's templates."""
         slots = torch.as_tensor(slots, device=self.templates.device, dtype=torch.long)

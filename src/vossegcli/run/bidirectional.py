@@ -184,9 +184,7 @@ def _one_stretch(segmenter: Segmenter, forward_state: VideoState, bank: Template
     state = segmenter.new_state()
     segmenter.step(state, np.load(cache / f"{stretch.anchor}.npy"), anchor_mask)
     # Judge the backward tracklet by the forward pass's templates of this object.
-    n = bank.count[slot]
-    state.presence.bank.templates = bank.templates[slot:slot + 1].clone()
-    state.presence.bank.count = [n]
+    state.presence.bank.adopt(bank, [slot])
     misses = 0
     for t in range(stretch.anchor - 1, stretch.first - 1, -1):
         labels = segmenter.step(state, np.load(cache / f"{t}.npy"))
