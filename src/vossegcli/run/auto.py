@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,15 +43,15 @@ from vossegcli.files import sha256_of
 from vossegcli.engine.segmenter import Segmenter
 from vossegcli.engine.config import SegmenterConfig
 from vossegcli.engine.objects import MAX_OBJECTS
-from vossegcli.errors import DeviceError, InputError, Interrupted, OutputError, RunInterrupted, VossegError
+from vossegcli.errors import InputError, Interrupted, OutputError, VossegError
 from vossegcli.files import atomic_write
 from vossegcli.io.palette import VOID_ID, davis_palette, write_label_png
 from vossegcli.io.video import open_frames
 from vossegcli.run.inputs import FrameSource, resize_labels
 from vossegcli.run.options import DEFAULT_MAX_SIZE
 from vossegcli.run.outputs import (
-    MaskWriteError, MaskWriter, clean_temporary_files, describe_written, prepare_output_dir, write_error_message,
-    write_json_atomic,
+    MaskWriteError, MaskWriter, clean_temporary_files, describe_written, interrupted, out_of_memory, prepare_output_dir,
+    write_error_message, write_json_atomic,
 )
 from vossegcli.run.report import SegmentationRun, environment_info, peak_memory_mb
 
@@ -516,18 +515,12 @@ def _segment_cosnet(input_path: Path, out_dir: Path, auto: AutoConfig, seg: Prim
         raise OutputError(f"{error}; {describe_written(out_dir, reader, first + writer.completed)}") from error.error
     except (torch.cuda.OutOfMemoryError, MemoryError) as error:
         done = first + writer.completed
-        gpu = seg.device.type == "cuda" and isinstance(error, torch.cuda.OutOfMemoryError)
-        raise DeviceError(
-            f"out of {'GPU ' if gpu else ''}memory at frame {done} ({work[0]}x{work[1]} on {seg.device}); lower max_size "
-            f"(e.g. max_size={max(64, max(work) // 2)}){' or use device=cpu' if gpu else ''} and continue with the same "
-            f"command and --resume; {describe_written(out_dir, reader, done)}"
-        ) from error
+        raise out_of_memory(error, seg.device, done, work, describe_written(out_dir, reader, done),
+                            "the same command and --resume") from error
     except (KeyboardInterrupt, Interrupted) as stop:
         done = first + writer.completed
-        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
-        raise RunInterrupted(int(signum), done, out_dir,
-                             f"interrupted by {signal.Signals(signum).name} after {done} frames: "
-                             f"{describe_written(out_dir, reader, done)}; continue with the same command and --resume") from None
+        raise interrupted(stop, done, out_dir, describe_written(out_dir, reader, done),
+                          "the same command and --resume") from None
     finally:
         reader.close()
         clean_temporary_files(out_dir)

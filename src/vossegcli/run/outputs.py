@@ -15,13 +15,14 @@ import json
 import os
 import queue
 import re
+import signal
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from vossegcli.errors import OutputError
+from vossegcli.errors import DeviceError, Interrupted, OutputError, RunInterrupted
 from vossegcli.files import atomic_write
 from vossegcli.io.palette import write_label_png
 from vossegcli.io.video import FrameReader
@@ -103,6 +104,30 @@ def describe_written(out_dir: Path, reader: FrameReader, done: int) -> str:
     if done == 1:
         return f"the mask for frame 0 is in {out_dir}"
     return f"masks for frames 0-{done - 1} ({reader.frame_name(0)}.png to {reader.frame_name(done - 1)}.png) are in {out_dir}"
+
+
+def out_of_memory(error: BaseException, device, done: int, size: tuple[int, int], written: str, hint: str,
+                  objects: int | None = None) -> DeviceError:
+    """The one-line error of a run that ran out of (GPU) memory at frame ``done`` while working at
+    ``size``: what to lower, how to continue (``hint``) and which masks are there (``written``)."""
+    import torch
+
+    gpu = device.type == "cuda" and isinstance(error, torch.cuda.OutOfMemoryError)
+    what = f"{size[0]}x{size[1]}" + (f", {objects} object(s)" if objects is not None else "") + f" on {device}"
+    return DeviceError(
+        f"out of {'GPU ' if gpu else ''}memory at frame {done} ({what}); lower max_size (e.g. max_size="
+        f"{max(64, max(size) // 2)})" + (" or use device='cpu'" if gpu else "") + f" and continue with {hint}"
+        + (", or start over with preset='fast' or fewer objects" if objects is not None else "") + f"; {written}"
+    )
+
+
+def interrupted(stop: BaseException, done: int, out_dir: Path, written: str, hint: str,
+                total: int | None = None) -> RunInterrupted:
+    """The :class:`RunInterrupted` of a run stopped by ``stop`` (a signal or Ctrl-C) after ``done`` frames."""
+    signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+    of = f" of {total}" if total else ""
+    return RunInterrupted(int(signum), done, out_dir, f"interrupted by {signal.Signals(signum).name} after {done}{of} "
+                          f"frames: {written}; continue with {hint}")
 
 
 class MaskWriteError(OutputError):

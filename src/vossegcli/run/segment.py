@@ -35,16 +35,14 @@ import torch
 from vossegcli.engine.segmenter import Segmenter
 from vossegcli.engine.config import SegmenterConfig
 from vossegcli.engine.device import resolve_device
-from vossegcli.errors import (
-    DeviceError, InputError, Interrupted, MaskError, OutputError, RunInterrupted, VossegError,
-)
+from vossegcli.errors import InputError, Interrupted, MaskError, OutputError, RunInterrupted, VossegError
 from vossegcli.io.masks import MaskSet
 from vossegcli.io.video import FrameReader, TruncatedVideoError
 from vossegcli.run.inputs import FrameSource, load_inputs, scale_start_masks
 from vossegcli.run.options import DEFAULT_MAX_SIZE
 from vossegcli.run.outputs import (
-    TIMESTAMPS_FILE, MaskWriteError, MaskWriter, TimestampLog, clean_temporary_files, describe_written, prepare_output_dir, remove_if_empty,
-    write_error_message,
+    TIMESTAMPS_FILE, MaskWriteError, MaskWriter, TimestampLog, clean_temporary_files, describe_written, interrupted,
+    out_of_memory, prepare_output_dir, remove_if_empty, write_error_message,
 )
 from vossegcli.run.bidirectional import CACHE_DIR, backward_pass
 from vossegcli.run.diagnostics import DIAGNOSTICS_FILE, DiagnosticsLog, summarize
@@ -279,24 +277,10 @@ def segment(
     except VossegError as error:  # e.g. a damaged image in a frame folder
         raise type(error)(f"{error}; {describe_written(out_dir, reader, done)}; then continue with {hint}") from error
     except (torch.cuda.OutOfMemoryError, MemoryError) as error:
-        gpu = torch_device.type == "cuda" and isinstance(error, torch.cuda.OutOfMemoryError)
-        smaller = max(64, max(work_size) // 2)
-        raise DeviceError(
-            f"out of {'GPU ' if gpu else ''}memory at frame {done} ({work_size[0]}x{work_size[1]}, "
-            f"{len(masks.objects)} object(s) on {torch_device}); lower max_size (e.g. max_size={smaller})"
-            + (" or use device='cpu'" if gpu else "")
-            + f" and continue with {hint}, or start over with preset='fast' or fewer objects; "
-            f"{describe_written(out_dir, reader, done)}"
-        ) from error
+        raise out_of_memory(error, torch_device, done, work_size, describe_written(out_dir, reader, done), hint,
+                            objects=len(masks.objects)) from error
     except (KeyboardInterrupt, Interrupted) as stop:
-        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
-        name = signal.Signals(signum).name
-        total = f" of {info.num_frames}" if info.num_frames else ""
-        raise RunInterrupted(
-            int(signum), done, out_dir,
-            f"interrupted by {name} after {done}{total} frames: {describe_written(out_dir, reader, done)}; "
-            f"continue with {hint}",
-        ) from None
+        raise interrupted(stop, done, out_dir, describe_written(out_dir, reader, done), hint, info.num_frames) from None
     finally:
         reader.close()
         diagnostics.close()
