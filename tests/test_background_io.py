@@ -106,6 +106,9 @@ def test_prefetch_consumer_keyboard_interrupt_ends_the_thread():
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_prefetch_sigint_while_waiting_for_the_producer_ends_the_thread():
     source = Source(delay=0.5)  # slow: the consumer waits in the queue when the signal comes
+    # Python's own SIGINT handler, whatever this process inherited (a job started in the background
+    # by a shell has SIGINT ignored, and the source never ends)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -115,6 +118,7 @@ def test_prefetch_sigint_while_waiting_for_the_producer_ends_the_thread():
                     pass
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert not frames.thread.is_alive() and source.closed
 
 
