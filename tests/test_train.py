@@ -136,7 +136,7 @@ def test_train_from_the_shipped_refiner_starts_from_its_weights_and_refuses_anot
 def _tiny_clip():
     import numpy as np
 
-    from vossegcli.train.data import Clip
+    from vossegcli.datasets.clips import Clip
 
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(2)]

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vossegcli.datasets.clips import Clip
 from vossegcli.eval.assignment import best_assignment
 from vossegcli.eval.metrics import boundary_measure, region_similarity
 from vossegcli.eval.synth import (
@@ -44,12 +45,6 @@ SYNTH_CLIPS = 12
 FRAMES = 24
 PAIR_FRAMES = 40
 PAIR_SIZE = (480, 270)  # (W, H): davis 854×480 halved, so the yardstick runs in minutes on a CPU
-
-
-@dataclass
-class Clip:
-    frames: list[np.ndarray]
-    labels: list[np.ndarray]
 
 
 def _entering(start_x: float, end_x: float, y: float, frames: int, enter_at: int, margin: float) -> list[tuple[float, float]]:
@@ -93,7 +88,7 @@ def multi_clip(pool: _Pool, index: int, frames: int = FRAMES) -> Clip:
             labels.append(label)
         visible = [i for i in range(1, n + 1) if (labels[0] == i).sum() >= 400]
         if len(visible) >= 2:  # at least two objects in view from the start
-            return Clip(images, labels)
+            return Clip(f"multi-{index:02d}", images, labels)
     raise RuntimeError(f"auto-multi: no usable multi clip {index} in 50 draws")
 
 
@@ -131,7 +126,7 @@ def pair_clip(root: Path, a: str, b: str, frames: int = PAIR_FRAMES) -> Clip:
         label[y0:y0 + small[1], x0:x0 + small[0]][mask_b] = 2
         out_frames.append(frame)
         out_labels.append(label)
-    return Clip(out_frames, out_labels)
+    return Clip(f"pair-{a}-{b}", out_frames, out_labels)
 
 
 def default_cache() -> Path:

@@ -26,13 +26,14 @@ import json
 import math
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from vossegcli.eval.synth import HEIGHT, WIDTH, Cutout, _background, _Pool, _Track, composite_frame
+from vossegcli.datasets.clips import Clip as BaseClip
 from vossegcli.datasets.roots import duts_root
 from vossegcli.files import atomic_write
 from vossegcli.io.palette import write_label_png
@@ -49,12 +50,9 @@ LATE_START = 8
 
 
 @dataclass
-class Clip:
-    name: str
-    frames: list[np.ndarray]
-    labels: list[np.ndarray]
+class Clip(BaseClip):
     #: frame → ids given there (the masks the engine receives are the ground truth of those ids)
-    starts: dict[int, list[int]]
+    starts: dict[int, list[int]] = field(default_factory=dict)
 
 
 def _davis_frames(root: Path, seq: str) -> tuple[list[np.ndarray], list[np.ndarray]]:

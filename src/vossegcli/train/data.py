@@ -15,31 +15,16 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from vossegcli.datasets.clips import Clip
 from vossegcli.datasets.cutouts import Cutout, load_cutout, paste
 from vossegcli.errors import InputError
 from vossegcli.io.palette import VOID_ID, read_label_png
 from vossegcli.io.video import open_frames
-
-
-@dataclass
-class Clip:
-    """frames: list of (H, W, 3) uint8; labels: list of (H, W) uint8 id maps; 0 = background."""
-
-    name: str
-    frames: list[np.ndarray]
-    labels: list[np.ndarray]
-
-    def object_ids(self) -> list[int]:
-        ids: set[int] = set()
-        for lab in self.labels:
-            ids.update(int(v) for v in np.unique(lab) if 0 < v < VOID_ID)
-        return sorted(ids)
 
 
 def _read_clip(name: str, video: Path, masks: list[Path], stride: int = 1) -> Clip:

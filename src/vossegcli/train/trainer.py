@@ -40,7 +40,8 @@ from vossegcli.engine.weights import weights_file
 from vossegcli.files import atomic_torch_save
 from vossegcli.engine.target_model import TargetModel
 from vossegcli.eval.metrics import boundary_measure, region_similarity
-from vossegcli.train.data import Clip, ObjectPool, load_davis16, load_sample_clip, synthetic_clip
+from vossegcli.datasets.clips import Clip
+from vossegcli.train.data import ObjectPool, load_davis16, load_sample_clip, synthetic_clip
 from vossegcli.train.losses import refiner_loss
 
 LEVEL_STRIDES = {"s4": 4, "s8": 8, "s16": 16, "s32": 32}
