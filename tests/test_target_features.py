@@ -20,7 +20,8 @@ from vossegcli.errors import VossegError
 from vossegcli.io.palette import read_label_png
 from vossegcli.io.video import open_frames
 from vossegcli.sample import sample_paths
-from vossegcli.train.target_features import AdapterTrainConfig, AdapterTrainer, CachedFrames, _recency
+from vossegcli.train.target_features import AdapterTrainConfig, AdapterTrainer, _recency
+from vossegcli.train.trainer import CachedClip
 from support import runner
 
 
@@ -30,7 +31,7 @@ def _levels(b: int = 2, h: int = 6, w: int = 8, seed: int = 0):
             torch.randn(b, 352, (h + 1) // 2, (w + 1) // 2, generator=g))
 
 
-def _toy_clip(name: str, frames: int = 5, seed: int = 0) -> CachedFrames:
+def _toy_clip(name: str, frames: int = 5, seed: int = 0) -> CachedClip:
     """A moving square on random features, every level at its stride (frame 96×128)."""
     g = torch.Generator().manual_seed(seed)
     feats, labels = [], []
@@ -42,7 +43,7 @@ def _toy_clip(name: str, frames: int = 5, seed: int = 0) -> CachedFrames:
         feats.append({"s8": s8[0].half(), "s16": s16[0].half(), "s32": s32[0].half()})
         labels.append(lab)
     del g
-    return CachedFrames(name, feats, labels)
+    return CachedClip(name, feats, labels)
 
 
 def test_adapter_keeps_the_scaled_stride16_channels_and_appends_learned_ones():

@@ -43,8 +43,8 @@ from vossegcli.engine.target_model import (
     to_batched_weights,
 )
 from vossegcli.errors import InputError
-from vossegcli.datasets.roots import all_sequences, training_sequences
-from vossegcli.datasets.roots import davis16_root
+from vossegcli.datasets.roots import all_sequences, davis16_root, training_sequences
+from vossegcli.train.trainer import CachedClip
 
 LEVELS = ("s8", "s16", "s32")
 
@@ -69,14 +69,7 @@ class AdapterTrainConfig:
         return asdict(self)
 
 
-@dataclass
-class CachedFrames:
-    name: str
-    features: list[dict[str, torch.Tensor]]  #: per frame: level → (C, h, w) float16
-    labels: list[torch.Tensor]  #: per frame: (H, W) uint8 ids
-
-
-def load_cached(cache: Path, names: list[str]) -> list[CachedFrames]:
+def load_cached(cache: Path, names: list[str]) -> list[CachedClip]:
     """The refiner trainer's cached clips ``cache/NAME.pt`` (levels s8, s16, s32 kept)."""
     clips = []
     for name in names:
@@ -86,7 +79,7 @@ def load_cached(cache: Path, names: list[str]) -> list[CachedFrames]:
                              f"`vosseg train --data DATA --cache {cache} --steps 0 --real all` first")
         blob = torch.load(path, map_location="cpu", weights_only=False)
         feats = [{k: f[k] for k in LEVELS} for f in blob["features"]]
-        clips.append(CachedFrames(name, feats, blob["labels"]))
+        clips.append(CachedClip(name, feats, blob["labels"]))
     return clips
 
 
@@ -97,7 +90,7 @@ def synthetic_names(cache: Path) -> list[str]:
 class AdapterTrainer:
     """Trains a :class:`TargetFeatures` through the engine's target-model fit; see the module docstring."""
 
-    def __init__(self, config: AdapterTrainConfig, real: list[CachedFrames], synthetic: list[CachedFrames],
+    def __init__(self, config: AdapterTrainConfig, real: list[CachedClip], synthetic: list[CachedClip],
                  engine: SegmenterConfig | None = None, log: Callable[[str], None] = print) -> None:
         self.cfg = config
         self.engine = engine or SegmenterConfig()
@@ -122,7 +115,7 @@ class AdapterTrainer:
         self.adapter.set_statistics(stacked[..., None])
 
     # -- items ---------------------------------------------------------------------------------
-    def sample_item(self, rng: random.Random | None = None) -> tuple[CachedFrames, int, list[int], int]:
+    def sample_item(self, rng: random.Random | None = None) -> tuple[CachedClip, int, list[int], int]:
         """(clip, object id, reference frame, test frames)."""
         rng = rng or self.rng
         while True:
@@ -150,7 +143,7 @@ class AdapterTrainer:
             self._ops[key] = UpsampleOperator(grid, label_hw, self.engine.label_stride, dtype=dtype)
         return self._ops[key]
 
-    def item_loss(self, clip: CachedFrames, obj: int, ref: int, tests: list[int], seed: int,
+    def item_loss(self, clip: CachedClip, obj: int, ref: int, tests: list[int], seed: int,
                   adapter: TargetFeatures | None = None) -> torch.Tensor:
         """The hinge-weighted BCE of D's probabilities on the test frames (mean over them)."""
         eng = self.engine
@@ -229,7 +222,7 @@ class AdapterTrainer:
                 window = []
 
     @torch.no_grad()
-    def fixed_loss(self, items: list[tuple[CachedFrames, int, int, list[int]]], adapter: TargetFeatures | None = None) -> float:
+    def fixed_loss(self, items: list[tuple[CachedClip, int, int, list[int]]], adapter: TargetFeatures | None = None) -> float:
         """Mean item loss over fixed items (seeded), for curves: ``adapter`` None = the current one."""
         adapter = adapter or self.adapter
         was = adapter.training
