@@ -831,13 +831,13 @@ def test_same_input_and_seed_give_byte_identical_masks(tmp_path):
 
 def test_interrupt_during_the_backward_pass_keeps_the_forward_masks_and_says_how_to_redo_it(tmp_path, fake_engine, monkeypatch):
     from vossegcli.errors import RunInterrupted
-    from vossegcli.run.bidirectional import CACHE_DIR
+    from vossegcli.io.run_folder import BACKWARD_DIR
 
     folder = frame_folder(tmp_path, 6)
     out = tmp_path / "o"
 
     def stopped(*args, **kwargs):
-        (out / CACHE_DIR).mkdir()  # as if it had started caching frames
+        (out / BACKWARD_DIR).mkdir()  # as if it had started caching frames
         raise KeyboardInterrupt
 
     monkeypatch.setattr(segment_module, "backward_pass", stopped)
@@ -845,4 +845,4 @@ def test_interrupt_during_the_backward_pass_keeps_the_forward_masks_and_says_how
         segment_module.segment(folder, [str(SAMPLE.mask)], out, device="cpu", bidirectional=True)
     assert info.value.signum == signal.SIGINT
     assert sorted(p.name for p in out.glob("*.png")) == [f"{t:05d}.png" for t in range(6)]
-    assert not (out / CACHE_DIR).exists()
+    assert not (out / BACKWARD_DIR).exists()

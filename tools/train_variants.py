@@ -1,6 +1,6 @@
 """Train refiner variants and score each on both yardsticks (issue 11's table).
 
-    python tools/train_variants.py OUT.jsonl RUNS_DIR CACHE_DIR NAME '{"evidence": "gdm", ...}' [NAME '{...}' ...]
+    python tools/train_variants.py OUT.jsonl RUNS_DIR CACHE_DIR NAME '{"refiner_width": 48, ...}' [NAME '{...}' ...]
 
 Each variant is a :class:`~vossegcli.train.trainer.TrainConfig` (defaults below, then the given
 fields) trained into RUNS_DIR/NAME, reusing the feature/target-model cache in CACHE_DIR (the same

@@ -14,7 +14,8 @@ from vossegcli.run.options import DEFAULT_MAX_SIZE
 from vossegcli.run.inputs import internal_size, load_inputs
 from vossegcli.run.outputs import clean_temporary_files, prepare_output_dir
 from vossegcli.run.report import SegmentationRun, environment_info, peak_memory_mb, weights_info
-from vossegcli.run.resume import RUN_FILE, run_identity
+from vossegcli.io.run_folder import RUN_FILE
+from vossegcli.run.resume import run_identity
 from vossegcli.run.segment import ProgressFn, segment
 from vossegcli.engine.weights import weights_file
 

@@ -30,6 +30,7 @@ from vossegcli.errors import InputError, MaskError, OutputError
 from vossegcli.files import PendingFile, atomic_write
 from vossegcli.io.overlay import encode_video
 from vossegcli.io.palette import VOID_ID, read_label_png
+from vossegcli.io.run_folder import recorded_input
 from vossegcli.io.video import natural_key, open_frames
 
 KINDS = ("rgba", "prores", "alpha", "rle", "boxes")
@@ -104,14 +105,11 @@ def mask_files(masks_dir: Path) -> list[Path]:
     return files
 
 
-def recorded_input(masks_dir: Path) -> Path | None:
+def recorded_input_path(masks_dir: Path) -> Path | None:
     """The input a ``vosseg segment`` run wrote ``masks_dir`` from (its run record), if it still exists."""
-    try:
-        record = json.loads((Path(masks_dir) / ".vosseg-run.json").read_text())
-        path = Path(record["identity"]["input"]["path"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return path if path.exists() else None
+    recorded = recorded_input(masks_dir)
+    path = Path(recorded["path"]) if recorded and recorded.get("path") else None
+    return path if path is not None and path.exists() else None
 
 
 def _ids(labels: np.ndarray) -> list[int]:
@@ -143,7 +141,7 @@ def export(
     files = mask_files(masks_dir)
     out = Path(out)
     wanted = None if not objects else sorted(set(objects))
-    input_path = input_path or recorded_input(masks_dir)  # (mattes take its frame rate)
+    input_path = input_path or recorded_input_path(masks_dir)  # (mattes take its frame rate)
     if kind in NEEDS_FRAMES:
         if input_path is None:
             raise InputError(f"{masks_dir}: the video it was segmented from is not known here; pass it with --input VIDEO")
@@ -293,4 +291,4 @@ def _boxes(files, out, *, input_path, objects, feather, progress) -> dict:
     return {"frames": len(files), "objects": sorted(seen), "files": 1}
 
 
-__all__ = ["DEFAULT_NAMES", "KINDS", "decode_rle", "encode_rle", "export", "mask_files", "recorded_input", "rle_counts"]
+__all__ = ["DEFAULT_NAMES", "KINDS", "decode_rle", "encode_rle", "export", "mask_files", "recorded_input_path", "rle_counts"]

@@ -54,13 +54,11 @@ from vossegcli.run.outputs import (
     write_error_message, write_json_atomic,
 )
 from vossegcli.run.report import SegmentationRun, environment_info, peak_memory_mb
+from vossegcli.io.run_folder import AUTO_EARLY_DIR, AUTO_FILE, AUTO_SEED_FILE, RUN_FILE
 
 AUTO_MODES = ("seed", "cosnet")
 #: The seed mask and what chose it, kept in the output folder of a seed-mode run (for --resume).
-SEED_FILE = ".vosseg-auto-seed.png"
-AUTO_FILE = ".vosseg-auto.json"
 #: The co-attention masks of the frames before the seed frame (copied over the engine's empty ones).
-EARLY_DIR = ".vosseg-auto-early"
 #: A frame's mask must cover this share of the frame to count as showing an object (a confident
 #: speck must not seed the tracker).
 MIN_AREA_FRACTION = 0.002
@@ -306,7 +304,7 @@ def _auto_identity(input_path: Path, auto: AutoConfig) -> dict:
 def _holds_other_files(out_dir: Path) -> bool:
     """Whether ``out_dir`` holds anything but an --auto run's own hidden files (seed, record, early masks)."""
     try:
-        return any(p.name not in (SEED_FILE, AUTO_FILE, EARLY_DIR) for p in Path(out_dir).iterdir())
+        return any(p.name not in (AUTO_SEED_FILE, AUTO_FILE, AUTO_EARLY_DIR) for p in Path(out_dir).iterdir())
     except OSError:
         return False
 
@@ -354,10 +352,9 @@ def segment_auto(
     # seed mode: the tracker and the primary-object network share one backbone
     tracker = Segmenter(config, device=torch_device, deterministic=segment_kwargs.pop("deterministic", False))
     seg = load_primary_segmenter(auto, torch_device, precision, backbone=tracker.backbone)
-    from vossegcli.run.resume import RUN_FILE
     from vossegcli.run.segment import segment
 
-    if record is not None and "seed" in record and (out_dir / SEED_FILE).is_file():
+    if record is not None and "seed" in record and (out_dir / AUTO_SEED_FILE).is_file():
         seed = record["seed"]
         if notify:
             notify(f"resuming the --auto run seeded at frame {seed['seed_frame']} (confidence {seed['confidence']:.2f})")
@@ -376,7 +373,7 @@ def segment_auto(
     if auto.objects != 1:
         discover = _discoverer(input_path, auto, seg, max_size, len(seed.get("objects") or [1]), seed["seed_frame"], notify)
     result = segment(
-        input_path, [f"{seed['seed_frame']}:{out_dir / SEED_FILE}"], out_dir, device=device, config=config,
+        input_path, [f"{seed['seed_frame']}:{out_dir / AUTO_SEED_FILE}"], out_dir, device=device, config=config,
         force=not started, resume=started, progress=progress, max_size=max_size, command=command, notify=notify,
         segmenter=tracker, discover=discover, **segment_kwargs,
     )
@@ -427,12 +424,12 @@ def _discoverer(input_path: Path, auto: AutoConfig, seg: PrimarySegmenter, max_s
 def _write_seed(out_dir: Path, input_path: Path, proposal: Proposal, record: dict) -> None:
     """The seed mask, the early frames' masks (input size, one at a time) and, last, the record that
     says both are complete."""
-    early_dir = out_dir / EARLY_DIR
+    early_dir = out_dir / AUTO_EARLY_DIR
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / AUTO_FILE).unlink(missing_ok=True)
         shutil.rmtree(early_dir, ignore_errors=True)
-        write_label_png(out_dir / SEED_FILE, proposal.mask.astype(np.uint8), davis_palette())
+        write_label_png(out_dir / AUTO_SEED_FILE, proposal.mask.astype(np.uint8), davis_palette())
         if proposal.early:
             early_dir.mkdir()
             with open_frames(input_path) as reader:
@@ -446,7 +443,7 @@ def _write_seed(out_dir: Path, input_path: Path, proposal: Proposal, record: dic
 
 def _copy_early(out_dir: Path, result: SegmentationRun) -> None:
     """Frames before the seed frame: their co-attention masks replace the engine's empty ones."""
-    files = sorted((out_dir / EARLY_DIR).glob("*.png"))
+    files = sorted((out_dir / AUTO_EARLY_DIR).glob("*.png"))
     try:
         for path in files:
             data = path.read_bytes()

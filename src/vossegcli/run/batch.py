@@ -214,7 +214,7 @@ def run_job(job: Job, device: str = "auto", progress: Callable[[int, int | None]
     """Segment one job with this process's engine for its configuration; never raises a VossegError
     (it becomes a failed result). A re-run skips a complete folder and resumes an interrupted one."""
     from vossegcli.run.diagnostics import summary_lines
-    from vossegcli.run.resume import RUN_FILE
+    from vossegcli.io.run_folder import AUTO_FILE, RUN_FILE
     from vossegcli.run.segment import segment
 
     start = time.perf_counter()
@@ -223,7 +223,7 @@ def run_job(job: Job, device: str = "auto", progress: Callable[[int, int | None]
         config = job_config(job)
         max_size, bidirectional = job.options.get("max_size", 960), job.options.get("bidirectional", False)
         if job.options.get("auto"):
-            from vossegcli.run.auto import AUTO_FILE, segment_auto
+            from vossegcli.run.auto import segment_auto
 
             run = segment_auto(Path(job.input), out, auto_config(job), device=device, config=config,
                                resume=(out / AUTO_FILE).is_file(),

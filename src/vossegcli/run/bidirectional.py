@@ -43,6 +43,7 @@ from vossegcli.io.palette import read_label_png, write_label_png
 from vossegcli.io.video import FrameReader
 from vossegcli.run.diagnostics import DIAGNOSTICS_FILE, read_records, rewrite_records
 from vossegcli.run.inputs import FrameSource, resize_labels
+from vossegcli.io.run_folder import BACKWARD_DIR
 
 #: Most frames one backward tracklet revisits before its anchor.
 MAX_BACKWARD = 300
@@ -52,7 +53,6 @@ STOP_AFTER = 3
 MIN_UNCERTAIN = 3
 #: The anchor is the best of the first this many tracked frames after a stretch.
 ANCHOR_WINDOW = 5
-CACHE_DIR = ".vosseg-backward"
 WRITTEN = ("tracked", "uncertain")
 
 
@@ -141,7 +141,7 @@ def backward_pass(
     result = {"stretches": len(stretches), "frames_changed": 0, "changed": {}, "seconds": 0.0}
     if not stretches:
         return result
-    cache = Path(out_dir) / CACHE_DIR
+    cache = Path(out_dir) / BACKWARD_DIR
     changes: dict[int, dict[str, dict]] = {}
     try:
         forward = _forward_entries(diag_path, {t for s in stretches for t in range(s.first, s.anchor + 1)})

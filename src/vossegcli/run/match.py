@@ -7,13 +7,12 @@ from, its size and frame count), then the number of frame masks against the inpu
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from vossegcli.errors import MaskError
 from vossegcli.io.video import TRUNCATION_TOLERANCE, VideoInfo
-from vossegcli.run.resume import RUN_FILE
+from vossegcli.io.run_folder import recorded_input
 
 _FRAME_STEM = re.compile(r"^\d+$")
 
@@ -28,21 +27,12 @@ def frame_mask_names(masks_dir: Path, info: VideoInfo) -> list[str]:
     return [s for s in stems if _FRAME_STEM.match(s)]
 
 
-def _recorded_input(masks_dir: Path) -> dict | None:
-    try:
-        record = json.loads((Path(masks_dir) / RUN_FILE).read_text())
-        return {**record["identity"]["input"], "complete": record.get("complete"), "frames": record.get("frames"),
-                "command": record.get("command")}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def check_masks_match_input(input_path: Path, masks_dir: Path, info: VideoInfo) -> None:
     """Raise :class:`MaskError` (one line, with ``--force`` as the way on) when ``masks_dir`` was made
     from another input, or holds a different number of frame masks than ``input_path`` has frames."""
     input_path, masks_dir = Path(input_path), Path(masks_dir)
     force = "; add --force to draw them anyway"
-    recorded = _recorded_input(masks_dir)
+    recorded = recorded_input(masks_dir)
     if recorded is not None:
         here = str(input_path.expanduser().resolve())
         same_file = recorded.get("path") == here

@@ -27,6 +27,7 @@ from vossegcli.files import atomic_write
 from vossegcli.io.palette import write_label_png
 from vossegcli.io.video import FrameReader
 from vossegcli.run.inputs import resize_labels
+from vossegcli.io.run_folder import TIMESTAMPS_FILE
 
 #: Temporary files of :func:`~vossegcli.io.palette.atomic_write` (".<stem>.<8 random chars>.tmp").
 _TMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
@@ -235,7 +236,6 @@ class MaskWriter:
 
 
 #: Beside the masks of a video: one line per mask, "frame,mask,time_s" (presentation time in seconds).
-TIMESTAMPS_FILE = "timestamps.csv"
 
 
 class TimestampLog:

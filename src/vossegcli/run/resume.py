@@ -20,9 +20,9 @@ from vossegcli.io.masks import MaskSet
 from vossegcli.io.palette import read_label_png
 from vossegcli.io.video import FrameReader
 from vossegcli.run.outputs import clean_temporary_files, write_json_atomic
+from vossegcli.io.run_folder import RUN_FILE, STATE_FILE
 
 #: Written into the output folder at the start of a run; what ``resume`` checks.
-RUN_FILE = ".vosseg-run.json"
 RUN_FILE_FORMAT = 1
 
 
@@ -159,7 +159,6 @@ def plan_resume(out_dir: Path, identity: dict, reader: FrameReader, masks: MaskS
 # ----------------------------------------------------------------------------- engine state
 
 #: The engine's saved video state (target models, memories, counters): what makes a resume exact.
-STATE_FILE = ".vosseg-state.pt"
 #: Frames between two periodic saves of the engine state (measured cost in docs/RESULTS.md); a
 #: run stopped by SIGINT/SIGTERM also saves it on the way out, a killed one resumes from the last.
 STATE_EVERY = 50

@@ -44,7 +44,7 @@ from vossegcli.run.outputs import (
     TIMESTAMPS_FILE, MaskWriteError, MaskWriter, TimestampLog, clean_temporary_files, describe_written, interrupted,
     out_of_memory, prepare_output_dir, remove_if_empty, write_error_message,
 )
-from vossegcli.run.bidirectional import CACHE_DIR, backward_pass
+from vossegcli.run.bidirectional import backward_pass
 from vossegcli.run.diagnostics import DIAGNOSTICS_FILE, DiagnosticsLog, summarize
 from vossegcli.run.report import SegmentationRun, environment_info, peak_memory_mb, proc_memory_mb, weights_info
 from vossegcli.run.resume import (
@@ -52,6 +52,7 @@ from vossegcli.run.resume import (
     state_extra, write_run_record,
 )
 from vossegcli.run.signals import deferred_signals
+from vossegcli.io.run_folder import BACKWARD_DIR
 
 ProgressFn = Callable[[int, "int | None"], None]
 
@@ -313,7 +314,7 @@ def segment(
                 "redo the backward pass",
             ) from None
         finally:
-            shutil.rmtree(out_dir / CACHE_DIR, ignore_errors=True)
+            shutil.rmtree(out_dir / BACKWARD_DIR, ignore_errors=True)
     try:
         write_run_record(out_dir, {**record, "complete": True, "frames": done})
         state_path.unlink(missing_ok=True)  # a complete run needs no engine state
