@@ -326,14 +326,42 @@ def test_negative_frame_index(tmp_path):
         load_masks([f"-2:{path}"], SIZE)
 
 
-def test_duplicate_ids_in_two_masks(tmp_path):
+def test_a_known_id_in_a_later_mask_makes_it_an_anchor_and_objects_missing_from_it_are_absent_there(tmp_path):
     a = tmp_path / "first.png"
     b = tmp_path / "second.png"
     write_label_png(a, two_objects())
-    write_label_png(b, rect(0, 10, 0, 10, 2))  # id 2 again, on another frame
-    with pytest.raises(MaskError, match="object id 2 is also in first.png") as err:
-        load_masks([str(a), f"5:{b}"], SIZE)
-    assert_one_line(err, "second.png")
+    write_label_png(b, rect(0, 10, 0, 10, 2))  # id 2 again, on another frame; id 1 left out
+    masks = load_masks([str(a), f"5:{b}"], SIZE)
+    assert masks.ids == [1, 2]
+    assert [o.start_frame for o in masks.objects] == [0, 0]
+    assert [o.anchor_frames for o in masks.objects] == [(), (5,)]
+    assert masks.anchor_frames == [5]
+    assert np.array_equal(masks.labels[5], rect(0, 10, 0, 10, 2))  # the frame's whole truth, as given
+    assert any("second.png: object 1 is not in it, so absent on frame 5" in n for n in masks.notes)
+    assert "given again at frame 5" in masks.describe()[1]
+    assert sorted(f for _, f in masks.files) == [0, 5]
+
+
+def test_an_all_background_mask_after_the_start_says_every_object_is_absent_but_not_on_the_first_frame(tmp_path):
+    a = tmp_path / "first.png"
+    empty = tmp_path / "empty.png"
+    write_label_png(a, two_objects())
+    write_label_png(empty, np.zeros((H, W), np.uint8))
+    masks = load_masks([str(a), f"7:{empty}"], SIZE)
+    assert masks.ids == [1, 2] and not masks.labels[7].any()
+    assert any("empty.png: all background, so every object is absent on frame 7" in n for n in masks.notes)
+    with pytest.raises(MaskError, match="has no object pixels") as err:
+        load_masks([f"0:{empty}", f"3:{a}"], SIZE)
+    assert_one_line(err, "empty.png")
+
+
+def test_a_binary_mask_on_a_later_frame_is_still_a_new_object(tmp_path):
+    a = tmp_path / "first.png"
+    b = tmp_path / "late.png"
+    write_label_png(a, two_objects())
+    write_label_png(b, rect(0, 10, 0, 10))
+    masks = load_masks([str(a), f"5:{b}"], SIZE)
+    assert masks.ids == [1, 2, 3] and masks.objects[2].start_frame == 5 and masks.anchor_frames == []
 
 
 def test_two_id_masks_for_the_same_frame(tmp_path):

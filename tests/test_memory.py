@@ -157,3 +157,23 @@ def test_anchor_floor_survives_a_state_round_trip():
     for m in (mem, copy):
         m.insert(*_sample(99.0))
     assert torch.equal(copy.weights, mem.weights) and torch.equal(copy.anchor, mem.anchor)
+
+
+def test_an_anchor_drops_the_tracked_samples_and_weighs_as_much_as_the_earlier_anchors():
+    mem = SampleMemory(12, (2, 3, 4), (6, 8), learning_rate=0.1, anchor_weight=0.5)
+    _init(mem, k=3, value=0.0)  # start frame: 2 : 1 : 1
+    for v in (1.0, 2.0, 3.0):
+        mem.insert(*_sample(v))
+    assert mem.num_samples(0) == 6
+    f, l = _sample(9.0)
+    weights = torch.tensor([[2.0, 1.0]])
+    mem.add_anchor([0], f[:, None].expand(1, 2, 2, 3, 4).clone(), l[:, None].expand(1, 2, 6, 8).clone(), weights)
+    assert mem.num_samples(0) == 5  # 3 start-frame anchors + 2 new ones; the 3 tracked samples dropped
+    w = mem.weights[0]
+    new = mem.features[0, :, 0, 0, 0] == 9.0
+    assert math.isclose(w.sum().item(), 1.0)
+    assert math.isclose(w[new].sum().item(), 0.5) and math.isclose(w[mem.anchor[0] & ~new].sum().item(), 0.5)
+    assert bool(mem.anchor[0][w > 0].all())
+    assert int(mem.previous[0]) == -1  # recency weighting starts again
+    slot = int(mem.insert(*_sample(4.0))[0])
+    assert not bool(mem.anchor[0, slot]) and math.isclose(mem.weights[0, slot].item(), 0.1 / (1 / 0.9 + 0.1) * 1.0, rel_tol=0.2)

@@ -361,12 +361,12 @@ def test_mask_frame_index_just_past_the_end_of_a_video(tmp_path, fake_engine):
     assert len(pngs(out)) == 72 and not leftovers(out)
 
 
-def test_duplicate_object_ids_across_masks(tmp_path):
-    result = run_cli("segment", "--mask", SAMPLE.mask, "--mask", f"10:{SAMPLE.gt_dir / '00010.png'}",
-                     "--out", tmp_path / "o")
+def test_a_correction_of_a_frame_past_the_end_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "o"
+    result = run_cli("segment", "--mask", SAMPLE.mask, "--mask", f"500:{SAMPLE.gt_dir / '00010.png'}", "--out", out)
     assert result.exit_code == 2
-    assert "object id 1 is also in mask.png" in error_line(result)
-    assert not (tmp_path / "o").exists()
+    assert "00010.png: mask is for frame 500 but" in error_line(result)
+    assert not out.exists()
 
 
 # =========================================================================== output problems

@@ -76,16 +76,23 @@ def main() -> None:
     ap.add_argument("--sequences", nargs="*", default=None)
     ap.add_argument("--target-features", type=Path, default=None,
                     help="folder of fold0.pt … fold4.pt target-feature adapters (each sequence gets the unseen one)")
+    ap.add_argument("--anchors", choices=("first", "mid", "quarters"), default="first",
+                    help="ground-truth masks given: the first frame's; also the middle one's; also at 25/50/75 %%")
+    ap.add_argument("--no-blend", action="store_true", help="anchors re-fit the forward pass only (no backward blend)")
     args = ap.parse_args()
+    if args.no_blend:
+        from vossegcli.run import anchors as anchor_blend
+
+        anchor_blend.BLEND = False
     config = with_overrides(preset_config(args.preset), json.loads(args.override))
     if args.no_refiner:
         config = with_overrides(config, {"refiner": None})
     backbone = StoredBackbone(args.features) if args.features else None
     start = time.time()
     result = run_real30(args.data, args.recipe, args.refiners, args.masks / (args.name or "run"), config,
-                        sequences=args.sequences, backbone=backbone, target_features=args.target_features,
+                        sequences=args.sequences, backbone=backbone, target_features=args.target_features, anchors=args.anchors,
                         progress=lambda seq, i, n: print(f"  {i}/{n} {seq}", file=sys.stderr, flush=True))
-    row = {"name": args.name, "preset": args.preset, "override": json.loads(args.override),
+    row = {"name": args.name, "anchors": args.anchors, "blend": not args.no_blend, "preset": args.preset, "override": json.loads(args.override),
            "target_features": str(args.target_features) if args.target_features else None, **result.summary(),
            "seconds": round(time.time() - start), "date": time.strftime("%Y-%m-%d")}
     with args.out.open("a") as handle:

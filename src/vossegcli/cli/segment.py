@@ -188,6 +188,9 @@ def _segment_auto(
     "  vosseg segment frames/ --mask 00000.png --mask 40:late_object.png --out masks/ --report run.json\n\n"
     "  vosseg segment video.mp4 --mask person.png --mask dog.png --out masks/   # one binary PNG per object\n\n"
     "  vosseg segment video.mp4 --mask first.png --out masks/ --resume     # continue after Ctrl-C or a crash\n\n"
+    "  vosseg segment video.mp4 --mask first.png --out masks/ --correct 120:fix.png   # fix the run from frame 120 on\n\n"
+    "  vosseg segment video.mp4 --mask first.png --out masks/ --remove 200:2   # object 2 is gone from frame 200 on\n\n"
+    "  vosseg segment video.mp4 --mask 0:first.png --mask 60:again.png --out masks/   # an object given on two frames\n\n"
     "Exit codes: 0 done; 2 input, mask, output or device problem (one line says which and how to fix it); "
     "130 stopped by Ctrl-C (SIGINT), 143 stopped by SIGTERM - the masks written so far are complete and "
     "--resume continues."
@@ -210,6 +213,16 @@ def segment(
     resume: bool = typer.Option(
         False, "--resume",
         help="Continue the interrupted run in --out from its last complete frame (same input, masks and options).",
+    ),
+    correct: Optional[List[str]] = typer.Option(
+        None, "--correct", metavar="N:FIX.png",
+        help="Correct the run in --out from frame N on: FIX.png gives objects again (edit the run's own PNG of frame N). "
+        "Restarts from the keyframe at or before N; earlier frames stay as they are. Repeat for more frames.",
+    ),
+    remove: Optional[List[str]] = typer.Option(
+        None, "--remove", metavar="N:ID[,ID]",
+        help="Remove objects from frame N on (no pixels from there; give the id again with a later --mask to bring it "
+        "back). On a finished run in --out it is a correction, like --correct. Repeat for more.",
     ),
     max_size: int = EngineOptions.max_size,
     snap_mask: bool = EngineOptions.snap_mask,
@@ -272,6 +285,10 @@ def segment(
         target_features=target_features, max_size=max_size, snap_mask=snap_mask, device=device, precision=precision,
         deterministic=deterministic, state_every=state_every, absence=absence, bidirectional=bidirectional,
     )
+    if (correct or remove) and (auto or dry_run):
+        with _segment_errors():
+            raise VossegError(("--correct" if correct else "--remove") + " goes with a run made from masks: run --auto "
+                              "--dry-run once, then segment and correct with --mask OUT/proposal.png")
     if auto or dry_run:
         _segment_auto(input_path, mask, out, report, force, resume, json_out, auto, auto_mode, references, seed_window,
                       dry_run, objects, options)
@@ -316,6 +333,8 @@ def segment(
                 deterministic=deterministic,
                 state_every=state_every,
                 bidirectional=bidirectional,
+                correct=correct or (),
+                remove=remove or (),
             )
     if not _report_run(result, report, json_out):
         resumed = (

@@ -111,6 +111,51 @@ def start_presence(state: VideoState, config: PresenceConfig, x: Tensor, feats: 
     d.reason += [None] * n
 
 
+def anchor_presence(state: VideoState, config: PresenceConfig, x: Tensor, feats: BackboneFeatures, given: Tensor,
+                    colour: Tensor | None) -> None:
+    """Presence and diagnostics of the objects already tracked on a frame whose mask is given again
+    (an anchor, ``given`` (H, W) ids): an object in the mask is tracked there (box, area and peak
+    reference from the mask and the re-fitted model, the mask's region a template); one not in
+    it is absent there and searched for from the next frame on."""
+    p = state.presence
+    ids = state.objects.ids
+    n = len(ids)
+    onehot = given[None] == state.objects.ids_tensor(given.device)[:, None, None]  # (N, H, W)
+    inside = [i for i in range(n) if ids[i] in set(torch.unique(given).tolist())]
+    desc = frame_descriptor(feats.s32[0])
+    areas = onehot.flatten(1).sum(dim=1).tolist()
+    if inside:
+        masks = onehot[inside].float()
+        embeddings, boxes, peaks = _start_frame_signals(x, feats, masks, state.w1[inside], state.w2[inside])
+        for j, i in enumerate(inside):
+            p.boxes[i] = [float(v) for v in boxes[j].tolist()]
+            p.peak_ref[i] = float(peaks[j])
+            p.scene[i] = desc
+            p.bank.expand(i, embeddings[j], state.frame_index, ANCHOR_TEMPLATE_NOVELTY)
+    for i in range(n):
+        p.status[i] = int(Status.TRACKED if i in inside else Status.ABSENT)
+        p.velocity[i] = [0.0, 0.0]
+        p.area[i] = float(areas[i])
+        p.low_run[i] = 0 if i in inside else config.absent_after
+        p.back[i] = 0
+    p.written_area = [int(a) for a in areas]
+    p.descriptor, p.colour = desc, colour
+    if n > 1 and config.ownership_penalty > 0:
+        p.owner = downsample_mask(onehot.float()[:, None], OWNER_STRIDE)[:, 0]
+    state.diagnostics = FrameDiagnostics(
+        frame=state.frame_index, ids=list(ids), status=["tracked" if i in inside else "absent" for i in range(n)],
+        area=[int(a) for a in areas], area_ratio=[None] * n,
+        peak=[round(p.peak_ref[i], 4) if i in inside else 0.0 for i in range(n)],
+        mean_probability=[1.0 if i in inside else None for i in range(n)],
+        similarity=[1.0 if i in inside else 0.0 for i in range(n)], refound=[False] * n,
+        parts=[None] * n, reason=[None if i in inside else "not in the mask given for this frame" for i in range(n)],
+    )
+
+
+#: A given mask's region joins the object's templates unless one is this close to it already.
+ANCHOR_TEMPLATE_NOVELTY = 0.99
+
+
 #: Fraction of a mask's pixels left out on each side of its box (stray fragments do not widen it).
 BOX_QUANTILE = 0.02
 

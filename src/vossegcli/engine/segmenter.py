@@ -30,6 +30,11 @@ are trained on them by Gauss–Newton as one batch (:mod:`vossegcli.engine.targe
 are filled with them, and the given mask is written for that frame — carved out of the objects
 already tracked.
 
+A mask given again for objects already tracked is an *anchor*: that frame's whole truth. It is
+written as given; each object in it gets the frame and augmented copies as permanent samples
+(its self-labelled samples since the last anchor dropped) and its w2 re-fitted; the tracked
+objects not in it are absent on that frame and searched for from the next one on.
+
 Everything runs under ``torch.inference_mode()``. A frame waits for the device twice at most, both
 through :func:`~vossegcli.engine.device.to_host`: once for the presence signals (decided on the
 host), once for the label map together with its diagnostics (tested by counting the reads). :meth:`Segmenter.run` is a thin generator over :meth:`step` and holds nothing per frame
@@ -58,7 +63,7 @@ from vossegcli.engine.config import PRESETS, SegmenterConfig, preset_config, wit
 from vossegcli.engine.device import (
     configure_determinism, precision_name, resolve_device, resolve_precision, to_host, tune_cpu_allocator,
 )
-from vossegcli.engine.diagnose import apply_ownership, diagnose, start_presence
+from vossegcli.engine.diagnose import anchor_presence, apply_ownership, diagnose, start_presence
 from vossegcli.engine.geometry import FEATURE_STRIDE, downsample_mask, label_grid_size, upsample_scores
 from vossegcli.engine.memory import SampleMemory
 from vossegcli.engine.merge import LOGIT_LIMIT, label_map_from_logits, soft_aggregate, winner_labels
@@ -69,7 +74,7 @@ from vossegcli.engine.refiner import Refiner, load_refiner
 from vossegcli.engine.scene_cut import colour_histogram
 from vossegcli.engine.state import StageTimes, VideoState
 from vossegcli.engine.target_features import TargetFeatures, load_target_features
-from vossegcli.engine.target_fit import fit_target_model, fit_target_models
+from vossegcli.engine.target_fit import fit_target_model, fit_target_models, start_samples
 from vossegcli.engine.target_model import (
     BatchedSamples, BatchedTargetProblem, UpsampleOperator, project_frame, score_projected_batched,
 )
@@ -110,6 +115,12 @@ def resolve_target_features(spec: str | None, device: torch.device) -> TargetFea
     except Exception as error:  # a corrupt or foreign file
         raise VossegError(f"{path}: not a vosseg target-feature file ({type(error).__name__}); "
                           "pass another file or target_features=None") from None
+
+
+#: Gauss–Newton steps (of ``init_w2_cg_iterations`` CG iterations) re-fitting w2 on an anchor frame.
+ANCHOR_GN_STEPS = 2
+#: Seeds an anchor's augmentation apart from the start frame's (× the frame index).
+ANCHOR_SEED = 7919
 
 
 @dataclass
@@ -230,13 +241,19 @@ class Segmenter:
             labels = self.step(state, image, initial_masks.get(index))
             yield FrameResult(index, labels, state.diagnostics)
 
-    def step(self, state: VideoState, frame: np.ndarray, new_masks: np.ndarray | None = None) -> np.ndarray:
+    def step(self, state: VideoState, frame: np.ndarray, new_masks: np.ndarray | None = None,
+             probabilities: bool = False) -> np.ndarray:
         """Process the next frame of ``state``'s video.
 
         Args:
             state: the video's state; updated in place (frame counter, models, memories, timers).
             frame: (H, W, 3) uint8 RGB.
-            new_masks: (H, W) uint8 id map of objects that start on this frame, or None.
+            new_masks: (H, W) uint8 id map given for this frame, or None. Ids not tracked yet start
+                there. If it holds a tracked object's id it is an *anchor*: the frame's whole truth, written
+                as given; the tracked objects in it learn from it (:meth:`_anchor_objects`) and those
+                not in it are absent there.
+            probabilities: also leave the objects' probabilities in ``state.probabilities``
+                ((N, H, W) uint8, 0..255, slot order; one more read from the device).
         Returns:
             (H, W) uint8 object ids.
         """
@@ -245,19 +262,22 @@ class Segmenter:
             state.frame_hw = (h, w)
         elif state.frame_hw != (h, w):
             raise ValueError(f"frame {state.frame_index} is {w}x{h}, the video's frames are {state.frame_hw[1]}x{state.frame_hw[0]}")
-        starting = new_masks is not None and bool(np.any(new_masks))
+        # (an all-background mask on a frame with tracked objects is an anchor too: none of them is here)
+        starting = new_masks is not None and (bool(np.any(new_masks)) or state.num_objects > 0)
         state.diagnostics = None
+        state.probabilities = None
         if state.num_objects == 0 and not starting:
             state.frame_index += 1
             state.times.frames += 1
             return np.zeros((h, w), np.uint8)
         with torch.inference_mode():
-            out = self._step(state, frame, new_masks if starting else None)
+            out = self._step(state, frame, new_masks if starting else None, probabilities)
         state.frame_index += 1
         state.times.frames += 1
         return out
 
-    def _step(self, state: VideoState, frame: np.ndarray, new_masks: np.ndarray | None) -> np.ndarray:
+    def _step(self, state: VideoState, frame: np.ndarray, new_masks: np.ndarray | None,
+              probabilities: bool = False) -> np.ndarray:
         """One frame → (H, W) uint8 ids on the host. The device is waited for twice at most: for the
         presence signals (:func:`~vossegcli.engine.presence.assess`), and for the label map together
         with its diagnostics (:meth:`_diagnose`); both through :func:`~vossegcli.engine.device.to_host`."""
@@ -270,8 +290,22 @@ class Segmenter:
         t = self._timed(state, "backbone", t)
         given = torch.from_numpy(new_masks).to(self.device).long() if new_masks is not None else None
         colour = colour_histogram(rgb) if state.presence is not None else None
+        ids_given = [int(i) for i in np.unique(new_masks) if i] if new_masks is not None else []
+        if given is not None and (not ids_given or any(i in state.objects for i in ids_given)):
+            # an anchor: the mask is this frame's truth, nothing to predict
+            t = time.perf_counter()
+            self._anchor_objects(state, rgb, x, given, feats, colour)
+            labels = new_masks.astype(np.uint8)
+            if probabilities:
+                state.probabilities = (labels[None] == np.array(state.objects.ids, np.uint8)[:, None, None]).astype(np.uint8) * 255
+            fresh = [i for i in ids_given if i not in state.objects]
+            if fresh:
+                self._start_objects(state, rgb, x, torch.where(torch.isin(given, torch.tensor(fresh, device=given.device)),
+                                                               given, 0), feats, colour)
+            self._timed(state, "target_init", t)
+            return labels
         if state.num_objects:
-            labels = self._predict_and_update(state, feats, x, (h, w), given, colour)
+            labels = self._predict_and_update(state, feats, x, (h, w), given, colour, probabilities)
         else:
             labels = np.zeros((h, w), np.uint8)
         if given is not None:
@@ -308,7 +342,7 @@ class Segmenter:
 
     def _predict_and_update(
         self, state: VideoState, feats: BackboneFeatures, x: torch.Tensor, frame_hw: tuple[int, int],
-        given: torch.Tensor | None, colour: torch.Tensor | None = None,
+        given: torch.Tensor | None, colour: torch.Tensor | None = None, probabilities: bool = False,
     ) -> torch.Tensor:
         """Score, refine and merge all tracked objects (→ (H, W) int64 ids), then update their memories.
         ``colour``: the frame's colour histogram (scene cuts).
@@ -343,6 +377,8 @@ class Segmenter:
         labels = label_map_from_logits(logits, state.objects.ids_tensor(self.device))
         t = self._timed(state, "merge", t)
         learn = None
+        if probabilities:
+            state.probabilities = to_host((torch.sigmoid(logits) * 255).round().to(torch.uint8))[0]
         if assessment is None:
             host = to_host(labels.to(torch.uint8))[0]
         else:
@@ -405,6 +441,33 @@ class Segmenter:
         else:
             state.w2 = state.w2.clone()
             state.w2[list(slots)] = w2
+
+    def _anchor_objects(self, state: VideoState, rgb: torch.Tensor, x: torch.Tensor, given: torch.Tensor,
+                        feats: BackboneFeatures, colour: torch.Tensor | None) -> None:
+        """A frame whose mask is given again (``given`` (H, W) ids holding tracked objects): the
+        tracked objects in it get the frame and its augmented copies as anchor samples (their
+        tracked samples dropped, :meth:`SampleMemory.add_anchor`) and their w2 re-fitted on them;
+        presence and templates take the mask as truth, and tracked objects not in it are absent
+        here (:func:`~vossegcli.engine.diagnose.anchor_presence`)."""
+        cfg = self.config
+        present = set(torch.unique(given).tolist())
+        slots = [i for i, object_id in enumerate(state.objects.ids) if object_id in present]
+        if state.presence is None:
+            state.presence = PresenceState()
+        if slots and cfg.updates and state.memory is not None:
+            ids = [state.objects.ids[i] for i in slots]
+            masks = torch.stack([(given == i).float() for i in ids])
+            seeds = [cfg.seed * 1000 + i + ANCHOR_SEED * state.frame_index for i in ids]
+            features, labels, weights = start_samples(x, rgb, masks, cfg, self._features, seeds)
+            w1 = state.w1[slots]
+            projected = torch.bmm(features.flatten(1, 3), w1).reshape(*features.shape[:4], w1.shape[-1])
+            state.memory.add_anchor(slots, projected, labels, weights)
+            for _ in range(ANCHOR_GN_STEPS):
+                self._optimize_w2(state, slots, cfg.init_w2_cg_iterations)
+            for i in slots:
+                state.objects.frames_tracked[i] = 0
+        if len(state.presence.status) == state.num_objects:
+            anchor_presence(state, cfg.presence, x, feats, given, colour)
 
     def _start_objects(self, state: VideoState, rgb: torch.Tensor, x: torch.Tensor, given: torch.Tensor,
                        feats: BackboneFeatures, colour: torch.Tensor | None = None) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -77,6 +78,9 @@ class VideoState:
     extra: dict = field(default_factory=dict)
     #: The latest frame's self-diagnostics (not saved).
     diagnostics: FrameDiagnostics | None = None
+    #: The latest frame's per-object probabilities, (N, H, W) uint8 0..255 in slot order, when the
+    #: step was asked for them (not saved).
+    probabilities: np.ndarray | None = None
 
     @property
     def num_objects(self) -> int:

@@ -16,29 +16,21 @@ from vossegcli.engine.target_model import (
 )
 
 
-def fit_target_models(
+def start_samples(
     x: torch.Tensor,
     rgb: torch.Tensor,
     masks: torch.Tensor,
     config: SegmenterConfig,
     features_fn: Callable[[torch.Tensor], torch.Tensor],
-    solver: GaussNewtonCG,
     seeds: Sequence[int],
-    upsample_op: Callable[[tuple[int, int], tuple[int, int]], UpsampleOperator] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Train n target models on one start frame and augmented copies (w1 and w2 jointly, one batch).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The training samples of n objects given on one frame: the frame and its augmented copies.
 
-    Args:
-        x: (h, w, C) scaled stride-16 features of the frame (channels last).
-        rgb: (3, H, W) the frame, 0..255 (used for augmentation).
-        masks: (n, H, W) the objects' binary masks.
-        features_fn: (B, 3, H, W) images → (B, h, w, C) scaled stride-16 features.
-        seeds: per object, seeds the weight initialization and the augmentation.
+    Args: as :func:`fit_target_models`.
     Returns:
-        w1 (n, C, c), w2 (n, c, 9), the (n, K, h, w, C) features and (n, K, H', W') labels of the
-        training samples (sample 0 is the frame itself; objects with fewer augmented copies are
-        padded with empty samples) and their (n, K) relative weights (2 for the frame, 1 per copy,
-        0 for padding).
+        the (n, K, h, w, C) features and (n, K, H', W') labels of the samples (sample 0 is the
+        frame itself; objects with fewer augmented copies are padded with empty samples) and their
+        (n, K) relative weights (2 for the frame, 1 per copy, 0 for padding).
     """
     n = masks.shape[0]
     k = 1 + max(config.augment.num_samples, 0)
@@ -68,6 +60,35 @@ def fit_target_models(
             offset += count
     labels = downsample_mask(full_masks.flatten(0, 1)[:, None], config.label_stride)[:, 0]
     labels = labels.reshape(n, k, *labels.shape[-2:])
+    return features, labels, weights
+
+
+def fit_target_models(
+    x: torch.Tensor,
+    rgb: torch.Tensor,
+    masks: torch.Tensor,
+    config: SegmenterConfig,
+    features_fn: Callable[[torch.Tensor], torch.Tensor],
+    solver: GaussNewtonCG,
+    seeds: Sequence[int],
+    upsample_op: Callable[[tuple[int, int], tuple[int, int]], UpsampleOperator] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Train n target models on one start frame and augmented copies (w1 and w2 jointly, one batch).
+
+    Args:
+        x: (h, w, C) scaled stride-16 features of the frame (channels last).
+        rgb: (3, H, W) the frame, 0..255 (used for augmentation).
+        masks: (n, H, W) the objects' binary masks.
+        features_fn: (B, 3, H, W) images → (B, h, w, C) scaled stride-16 features.
+        seeds: per object, seeds the weight initialization and the augmentation.
+    Returns:
+        w1 (n, C, c), w2 (n, c, 9), the (n, K, h, w, C) features and (n, K, H', W') labels of the
+        training samples (sample 0 is the frame itself; objects with fewer augmented copies are
+        padded with empty samples) and their (n, K) relative weights (2 for the frame, 1 per copy,
+        0 for padding).
+    """
+    features, labels, weights = start_samples(x, rgb, masks, config, features_fn, seeds)
+    h, w, big_c = x.shape
     init = [TargetModel.initialize(big_c, config.channels, torch.Generator().manual_seed(s), x.device) for s in seeds]
     w1 = torch.stack([to_batched_weights(m)[0] for m in init])
     w2 = torch.stack([to_batched_weights(m)[1] for m in init])

@@ -102,6 +102,18 @@ def refiners_for(recipe: str, refiners: Path, sequences: list[str]) -> dict[str,
     return out
 
 
+#: Which ground-truth masks a run is given (issue: "several annotated frames"): the first frame;
+#: also the middle one; also those at 25 %, 50 % and 75 % of the clip.
+ANCHOR_MODES = ("first", "mid", "quarters")
+
+
+def anchor_frames(mode: str, frames: int) -> list[int]:
+    """The frames whose ground truth is given under ``mode`` for a clip of ``frames`` frames."""
+    if mode not in ANCHOR_MODES:
+        raise ValueError(f"anchors={mode!r}: choose one of {', '.join(ANCHOR_MODES)}")
+    return {"first": [0], "mid": [0, frames // 2], "quarters": [0, frames // 4, frames // 2, 3 * frames // 4]}[mode]
+
+
 def run_real30(
     data: Path,
     recipe: str,
@@ -114,13 +126,15 @@ def run_real30(
     backbone: Backbone | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     target_features: Path | None = None,
+    anchors: str = "first",
 ) -> Real30Result:
     """Segment every real30 sequence (first-frame mask, same path as ``vosseg segment``) with its
     unseen refiner into ``out_root/<seq>`` and score them. ``config.refiner`` is replaced per
     sequence unless it is None (the no-refiner engine). ``backbone``: one to share between the
     engines (one engine per refiner file); default: one loaded here. ``target_features``: a folder
     of fold0.pt … fold4.pt target-feature adapters, each sequence segmented with the one that never
-    saw it (default: ``config.target_features`` for all)."""
+    saw it (default: ``config.target_features`` for all). ``anchors``: the ground-truth masks given,
+    :data:`ANCHOR_MODES` (``first``: the first frame only, the protocol)."""
     from vossegcli.datasets.roots import davis16_root
     from vossegcli.run.segment import segment
 
@@ -141,7 +155,9 @@ def run_real30(
         key = (cfg.refiner, cfg.target_features)
         if key not in engines:
             engines[key] = Segmenter(cfg, device=device, backbone=backbone)
-        result = segment(root / "videos" / f"{seq}.mp4", [str(root / "masks" / seq / "00000.png")], Path(out_root) / seq,
+        count = len(list((root / "masks" / seq).glob("*.png")))
+        masks = [f"{f}:{root / 'masks' / seq / f'{f:05d}.png'}" for f in anchor_frames(anchors, count)]
+        result = segment(root / "videos" / f"{seq}.mp4", masks, Path(out_root) / seq,
                          device=device, config=cfg, force=True, segmenter=engines[key])
         fps[seq] = result.fps
         if progress:

@@ -14,6 +14,12 @@ Accepted formats (each file is one frame's annotation):
 Binary masks carry no id: they are numbered in the order given, after the largest id found in
 any id-carrying mask. Value 255 in an id mask is DAVIS's "void" label and is ignored.
 
+Several masks of one object (anchors): an id mask on a later frame that holds ids given on an
+earlier frame gives those objects again there - a correction. It is that frame's whole truth:
+every object already started and not in it is absent on that frame (a note says which). Binary
+masks always start a new object; to give an object again, use an id mask (editing vosseg's own
+palette PNG of that frame keeps the ids).
+
 Everything a user can get wrong raises :class:`~vossegcli.errors.MaskError` with one line that
 names the file and says how to fix it.
 
@@ -61,16 +67,22 @@ class ObjectInfo:
     area: int  # pixels on its start frame
     source: Path
     color: tuple[int, int, int]
+    #: later frames whose mask gives this object again (anchors), ascending
+    anchor_frames: tuple[int, ...] = ()
 
 
 @dataclass
 class MaskSet:
     objects: list[ObjectInfo]  # sorted by id
-    #: start frame -> (H, W) uint8 id map holding only the objects that start on that frame
+    #: frame -> (H, W) uint8 id map of the objects given on that frame: objects starting there and,
+    #: on an *anchor* frame (one holding an id given on an earlier frame), every object present
+    #: there — the frame's whole truth
     labels: dict[int, np.ndarray]
     #: 768 ints: the input mask's palette if it was a palette PNG, else DAVIS
     palette: list[int]
     notes: list[str] = field(default_factory=list)
+    #: every mask file used, with its frame, in the order given
+    files: list[tuple[Path, int]] = field(default_factory=list)
 
     @property
     def ids(self) -> list[int]:
@@ -80,12 +92,20 @@ class MaskSet:
     def first_frame(self) -> int:
         return min(self.labels)
 
+    @property
+    def anchor_frames(self) -> list[int]:
+        """Frames whose mask gives objects already given before (the frame's whole truth), ascending."""
+        return sorted({f for o in self.objects for f in o.anchor_frames})
+
     def describe(self) -> list[str]:
         """Human-readable lines, one per object, then any notes (void pixels, overlaps, ...)."""
-        lines = [
-            f"object {o.id}: {o.area:,} px, starts at frame {o.start_frame} ({o.source.name})"
-            for o in self.objects
-        ]
+        lines = []
+        for o in self.objects:
+            line = f"object {o.id}: {o.area:,} px, starts at frame {o.start_frame} ({o.source.name})"
+            if o.anchor_frames:
+                line += f"; given again at frame{'s' if len(o.anchor_frames) > 1 else ''} " + \
+                    ", ".join(map(str, o.anchor_frames))
+            lines.append(line)
         return lines + list(self.notes)
 
 
@@ -181,7 +201,7 @@ def _davis_colour_index() -> dict[int, int]:
     return {(pal[3 * i] << 16) | (pal[3 * i + 1] << 8) | pal[3 * i + 2]: i for i in range(1, 256)}
 
 
-def _decode(path: Path, frame_size: tuple[int, int], snap: bool = False) -> _Decoded:
+def _decode(path: Path, frame_size: tuple[int, int], snap: bool = False, allow_empty: bool = False) -> _Decoded:
     """Read one mask file (frame_size = (height, width)) into raw values; checks size, emptiness, anti-aliasing, void.
 
     ``snap``: map stray (anti-aliased / JPEG) values to the nearest real object first (module doc).
@@ -237,6 +257,8 @@ def _decode(path: Path, frame_size: tuple[int, int], snap: bool = False) -> _Dec
         values = _snap(path, values, kind, palette, notes)
     total = values.size
     nonzero = values[values != 0]
+    if nonzero.size == 0 and allow_empty:  # (a later frame's truth: every object absent there)
+        return _Decoded(path, np.zeros(values.shape, np.int64), False, palette, notes)
     if nonzero.size == 0:
         raise MaskError(
             f"{path}: has no object pixels (it is all background); paint the objects with "
@@ -474,7 +496,7 @@ def load_masks(
                 f"{path}: frame index {index} is past the end of the video ({limit} frames, "
                 f"indices 0..{limit - 1}); fix the N in N:{path.name}"
             )
-        d = _decode(path, frame_size, snap)
+        d = _decode(path, frame_size, snap, allow_empty=True)
         d.frame = _resolve_frame(index, path, names, notes)
         key = (path.resolve(), d.frame)
         if key in seen:
@@ -482,12 +504,22 @@ def load_masks(
         seen[key] = path
         decoded.append(d)
 
-    # Objects with ids: no id twice, at most one id mask per frame.
-    owner: dict[int, _Decoded] = {}
-    id_mask_on_frame: dict[int, _Decoded] = {}
+    # An empty mask is only meaningful after objects have started: "none of them is here".
+    starts = [d.frame for d in decoded if d.values.any()]
     for d in decoded:
-        if d.binary:
-            continue
+        if not d.values.any():
+            if not starts or d.frame <= min(starts):
+                raise MaskError(
+                    f"{d.path}: has no object pixels (it is all background); paint the objects with "
+                    "non-zero ids or colours"
+                )
+            notes.append(f"{d.path.name}: all background, so every object is absent on frame {d.frame}")
+    # Objects with ids: at most one id mask per frame; an id first given on an earlier frame makes
+    # the later mask an anchor of that object (the frame's whole truth).
+    owner: dict[int, _Decoded] = {}
+    anchors: dict[int, list[int]] = {}
+    id_mask_on_frame: dict[int, _Decoded] = {}
+    for d in sorted((d for d in decoded if not d.binary), key=lambda d: d.frame):
         other = id_mask_on_frame.get(d.frame)
         if other is not None:
             raise MaskError(
@@ -495,13 +527,20 @@ def load_masks(
                 "merge them into one mask, or pass single-object (black/white) masks instead"
             )
         id_mask_on_frame[d.frame] = d
-        for obj_id in np.unique(d.values[d.values != 0]).tolist():
+        given = np.unique(d.values[d.values != 0]).tolist()
+        known = [i for i in given if i in owner]
+        for obj_id in given:
             if obj_id in owner:
-                raise MaskError(
-                    f"{d.path}: object id {obj_id} is also in {owner[obj_id].path.name}; each object "
-                    "needs its own id - renumber one of them, or pass single-object black/white masks"
-                )
-            owner[obj_id] = d
+                anchors.setdefault(obj_id, []).append(d.frame)
+            else:
+                owner[obj_id] = d
+        missing = sorted(i for i in owner if i not in given and owner[i].frame < d.frame)
+        if known and missing:
+            notes.append(
+                f"{d.path.name}: object{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} "
+                f"{'are' if len(missing) > 1 else 'is'} not in it, so absent on frame {d.frame} (a mask given again "
+                "is the whole frame's truth; add every visible object, e.g. by editing vosseg's own PNG of that frame)"
+            )
         if len(owner) > MAX_OBJECTS:
             raise MaskError(
                 f"{d.path}: {len(owner)} objects in total across the masks, more than the "
@@ -554,5 +593,7 @@ def load_masks(
         if area < max(AA_TINY_PIXELS, AA_TINY_FRACTION * total):
             notes.append(f"object {obj_id} ({d.path.name}) is only {area} px; check that this is a real object")
         colour = tuple(int(c) for c in palette[3 * obj_id: 3 * obj_id + 3])
-        objects.append(ObjectInfo(id=obj_id, start_frame=d.frame, area=area, source=d.path, color=colour))
-    return MaskSet(objects=objects, labels=dict(sorted(labels.items())), palette=palette, notes=notes)
+        objects.append(ObjectInfo(id=obj_id, start_frame=d.frame, area=area, source=d.path, color=colour,
+                                  anchor_frames=tuple(anchors.get(obj_id, ()))))
+    return MaskSet(objects=objects, labels=dict(sorted(labels.items())), palette=palette, notes=notes,
+                   files=[(d.path, d.frame) for d in decoded])

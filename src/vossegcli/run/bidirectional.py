@@ -103,7 +103,7 @@ def find_stretches(diagnostics: Path) -> list[Stretch]:
     return sorted(out, key=lambda s: -s.anchor_similarity)
 
 
-def _cache_frames(source: FrameSource, frames: set[int], folder: Path) -> None:
+def cache_frames(source: FrameSource, frames: set[int], folder: Path) -> None:
     """Decode the video up to the last of ``frames`` and keep those (at the engine's size) as .npy files."""
     folder.mkdir(parents=True, exist_ok=True)
     last = max(frames)
@@ -150,7 +150,7 @@ def backward_pass(
             for done, stretch in enumerate(stretches, 1):
                 # one stretch's frames at a time: the cache holds at most MAX_BACKWARD + 1 frames
                 shutil.rmtree(cache, ignore_errors=True)
-                _cache_frames(source, set(range(stretch.first, stretch.anchor + 1)), cache)
+                cache_frames(source, set(range(stretch.first, stretch.anchor + 1)), cache)
                 _one_stretch(segmenter, forward_state, bank, stretch, cache, out_dir, frame_name, work_size, forward, changes,
                              palette)
                 if progress:
@@ -213,4 +213,4 @@ def _one_stretch(segmenter: Segmenter, forward_state: VideoState, bank: Template
         }
 
 
-__all__ = ["MAX_BACKWARD", "STOP_AFTER", "Stretch", "backward_pass", "find_stretches"]
+__all__ = ["MAX_BACKWARD", "STOP_AFTER", "Stretch", "backward_pass", "cache_frames", "find_stretches"]

@@ -37,11 +37,11 @@ def load_inputs(input_path: Path, mask_args: Sequence[str], snap: bool = False) 
     )
     if info.kind == "video" and info.num_frames:
         # Metadata estimates are off by a frame or two at most; allow that, check exactly later.
-        late = [o for o in masks.objects if o.start_frame >= info.num_frames + 2]
+        late = [(path, frame) for path, frame in masks.files if frame >= info.num_frames + 2]
         if late:
-            o = late[0]
+            path, frame = late[0]
             raise MaskError(
-                f"{o.source}: mask is for frame {o.start_frame} but {input_path} has about {info.num_frames} frames; "
+                f"{path}: mask is for frame {frame} but {input_path} has about {info.num_frames} frames; "
                 "give the mask as N:path.png with a frame inside the video"
             )
     return reader, masks

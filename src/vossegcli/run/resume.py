@@ -42,7 +42,7 @@ def run_identity(input_path: Path, reader: FrameReader, masks: MaskSet, config: 
         names = info.frame_names or ()
         source["frames"] = len(names)
         source["names_sha256"] = hashlib.sha256("\n".join(names).encode()).hexdigest()
-    given = sorted({(str(Path(o.source).expanduser().resolve()), o.start_frame) for o in masks.objects})
+    given = sorted({(str(Path(path).expanduser().resolve()), frame) for path, frame in masks.files})
     mask_list = [{"path": p, "frame": f, "sha256": sha256_of(Path(p))} for p, f in given]
     engine = json.loads(json.dumps(config.as_dict()))
     refiner = engine.get("refiner")
@@ -173,14 +173,16 @@ def state_extra(identity: dict, work_size: tuple[int, int]) -> dict:
     return {"run": identity_sha256(identity), "internal_resolution": list(work_size)}
 
 
-def load_saved_state(segmenter, out_dir: Path, identity: dict, work_size: tuple[int, int], last: int):
+def load_saved_state(segmenter, out_dir: Path, identity: dict, work_size: tuple[int, int], last: int,
+                     path: Path | None = None):
     """The saved engine state of this run in ``out_dir``, usable to continue after frame ``last``.
 
     Returns (state, None) or (None, the reason it cannot be used — None when there is no file).
     A state is used when it belongs to this run (same input, masks and engine options), was made
-    at the same internal resolution, and every frame before it is complete in the folder.
+    at the same internal resolution, and every frame before it is complete in the folder. ``path``: another
+    state file of the run (a keyframe) instead of the state file.
     """
-    path = Path(out_dir) / STATE_FILE
+    path = Path(path) if path is not None else Path(out_dir) / STATE_FILE
     if not path.is_file():
         return None, None
     try:

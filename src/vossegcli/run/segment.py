@@ -52,7 +52,10 @@ from vossegcli.run.resume import (
     state_extra, write_run_record,
 )
 from vossegcli.run.signals import deferred_signals
-from vossegcli.io.run_folder import BACKWARD_DIR
+from vossegcli.io.masks import load_masks
+from vossegcli.io.run_folder import BACKWARD_DIR, BLEND_DIR, CORRECTIONS_DIR, KEYFRAMES_DIR
+from vossegcli.run.corrections import Corrections, keep_keyframe, restart_for_correction
+from vossegcli.run.anchors import AnchorBlend
 
 ProgressFn = Callable[[int, "int | None"], None]
 
@@ -81,6 +84,8 @@ def segment(
     bidirectional: bool = False,
     segmenter: Segmenter | None = None,
     discover: Callable[[int, np.ndarray, np.ndarray | None, list[int]], np.ndarray | None] | None = None,
+    correct: Sequence[str] = (),
+    remove: Sequence[str] = (),
 ) -> SegmentationRun:
     """Segment ``input_path`` (video file or frame folder) from ``mask_args``; write PNGs to ``out_dir``.
 
@@ -96,7 +101,10 @@ def segment(
     re-found (:mod:`vossegcli.run.bidirectional`) and rewrite the frames that changes;
     ``segmenter``: an engine already loaded with ``config`` (``vosseg batch`` reuses one per worker);
     ``discover(index, image, previous labels, ids in use)``: called before each frame (engine size)
-    and may return an id map of objects new on that frame (ids not used yet; ``--auto --objects``). Raises :class:`VossegError` (one line, with how far the run got) or :class:`RunInterrupted`.
+    and may return an id map of objects new on that frame (ids not used yet; ``--auto --objects``);
+    ``correct``: ``N:fix.png`` masks that correct the run already in ``out_dir`` from frame N on;
+    ``remove``: ``N:ID[,ID]``, objects removed from frame N on (a correction too when ``out_dir``
+    holds the run; :mod:`vossegcli.run.corrections`). Raises :class:`VossegError` (one line, with how far the run got) or :class:`RunInterrupted`.
     """
     if reader is None or masks is None:
         reader, masks = load_inputs(Path(input_path), mask_args, snap=snap_mask)
@@ -109,14 +117,30 @@ def segment(
     info = reader.info
     identity = run_identity(Path(input_path), reader, masks, config, snap_mask)
     hint = resume_hint(command)
-    if resume:
+    new_fixes, fixes, editing = Corrections.of_run(out_dir, correct, remove, resume=resume, force=force)
+    if fixes.masks:  # the run's masks and its corrections (anchors), checked together before anything is written
+        masks = load_masks(list(mask_args) + fixes.mask_args(), (info.height, info.width), info.frame_names,
+                           info.num_frames if info.kind == "folder" else None, snap_mask)
+    fixes.check(masks, info.num_frames if info.kind == "folder" else None)
+    correcting = False
+    if editing:
+        plan = plan_resume(out_dir, identity, reader, masks)
+        correcting = plan.complete or min(new_fixes.frames) <= plan.last + 1
+        if correcting:
+            plan = ResumePlan(plan.last, {}, [])  # (where it restarts is decided with the keyframes below)
+        else:
+            resume = True  # the correction lies past the frames written: continue the run with it
+    elif resume:
         plan = plan_resume(out_dir, identity, reader, masks)
     else:
         prepare_output_dir(out_dir, force)
         plan = ResumePlan(-1, dict(masks.labels), [])
+        for kept in (KEYFRAMES_DIR, CORRECTIONS_DIR):  # (a forced run over an older one: not its keyframes)
+            shutil.rmtree(out_dir / kept, ignore_errors=True)
     source = FrameSource(reader, max_size)
     work_size = source.size
-    objects = [{"id": o.id, "start_frame": o.start_frame, "area_px": o.area, "mask": str(o.source)} for o in masks.objects]
+    objects = [{"id": o.id, "start_frame": o.start_frame, "area_px": o.area, "mask": str(o.source),
+                "anchor_frames": list(o.anchor_frames)} for o in masks.objects]
     if plan.complete:
         reader.close()
         return SegmentationRun(
@@ -135,14 +159,19 @@ def segment(
         segmenter = Segmenter(config, device=torch_device, deterministic=deterministic)
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(torch_device)
-    state, why = (load_saved_state(segmenter, out_dir, identity, work_size, plan.last) if resume and plan.last >= 0
-                  else (None, None))
+    if correcting:
+        state, plan = restart_for_correction(segmenter, out_dir, reader, identity, work_size, masks,
+                                             min(new_fixes.frames), plan.last)
+        why = None
+    else:
+        state, why = (load_saved_state(segmenter, out_dir, identity, work_size, plan.last) if resume and plan.last >= 0
+                      else (None, None))
     if state is not None:
         # Exact resume: the engine continues from its saved state, as if never stopped.
         start = first = state.frame_index
         later = {f: lab for f, lab in masks.labels.items() if f >= start}
         initial = scale_start_masks(masks, later, work_size, max_size)
-        plan = ResumePlan(plan.last, later, [
+        plan = ResumePlan(plan.last, later, plan.notes if correcting else [
             f"resuming exactly after frame {start - 1} ({reader.frame_name(start - 1)}.png) from the saved engine "
             f"state: the result is the same as an uninterrupted run's"])
     else:
@@ -173,6 +202,8 @@ def segment(
     )
     try:
         clean_temporary_files(out_dir)
+        if fixes:
+            record["corrections"] = fixes.store(out_dir)
         write_run_record(out_dir, record)
     except OSError as exc:
         if created:
@@ -219,13 +250,18 @@ def segment(
 
     state_path = out_dir / STATE_FILE
 
-    def save_state() -> None:
+    def save_state() -> bool:
         """Save the engine state when every frame it has processed has its PNG. A signal waits for
         the file to be complete (inside torch.save it would surface as the writer's RuntimeError)."""
         if state.frame_index == done and state.frame_index > 0:
             with deferred_signals():
                 state.save(state_path)
+            return True
+        return False
 
+    anchors = {f: [o.id for o in masks.objects if f in o.anchor_frames] for f in masks.anchor_frames}
+    blender = AnchorBlend(segmenter, Path(input_path), work_size, scale_start_masks(masks, masks.labels, work_size, max_size),
+                          anchors, out_dir / BLEND_DIR, notify, floor=first) if anchors else None
     try:
         wall_start = time.perf_counter()
         writer = MaskWriter(masks.palette, size=(info.width, info.height))
@@ -243,9 +279,19 @@ def segment(
                         found = discover(index, image, previous, list(state.objects.ids))
                         if found is not None and found.any():
                             given = found if given is None else np.where(given > 0, given, found)
+                    gone = [i for i in fixes.removals.get(index, []) if i in state.objects]
+                    blended = blender is not None and blender.wants(index)
+                    if blended:
+                        blender.prepare(index)  # the backward pass of the segment this frame is in
                     # A signal waits for the frame to finish, so the state is never half-updated.
                     with deferred_signals():
-                        labels = segmenter.step(state, image, given)
+                        if gone:  # --remove: these objects end here
+                            state.remove_objects(gone)
+                        labels = segmenter.step(state, image, given, probabilities=blended)
+                        if blended:
+                            d = state.diagnostics
+                            labels = blender.blend(index, labels, list(state.objects.ids), state.probabilities,
+                                                   list(zip(d.status, d.similarity)) if d is not None else None)
                         previous = labels
                         diagnostics.add(state.diagnostics)
                         if index >= first:  # (the frame a re-seeded resume starts from is already written)
@@ -256,7 +302,8 @@ def segment(
                     if state_every and state.frame_index % state_every == 0:
                         writer.drain()
                         written(writer.completed)
-                        save_state()
+                        if save_state():
+                            keep_keyframe(state_path, out_dir, state.frame_index)  # (for --correct)
                 writer.finish()
             written(writer.completed)
             wall = time.perf_counter() - wall_start
@@ -285,6 +332,8 @@ def segment(
     finally:
         reader.close()
         diagnostics.close()
+        if blender is not None:
+            blender.close()
         if stamps is not None:
             stamp_up_to(done)  # lines for what the writer completed last
             stamps.close()
@@ -294,11 +343,11 @@ def segment(
             notify(note)
     if done == 0:
         raise InputError(f"{input_path}: no frames could be decoded; re-encode the video (e.g. as H.264 mp4)")
-    late = [o for o in masks.objects if o.start_frame >= done]
+    late = [(path, frame) for path, frame in masks.files if frame >= done]
     if late:
-        o = late[0]
+        path, frame = late[0]
         raise MaskError(
-            f"{o.source}: mask is for frame {o.start_frame} but {input_path} has only {done} frames "
+            f"{path}: mask is for frame {frame} but {input_path} has only {done} frames "
             f"(0..{done - 1}); give the mask as N:path.png with a frame inside the video"
         )
     backward = None
