@@ -413,10 +413,10 @@ def test_auto_objects_resumed_after_a_discovery_writes_what_an_uninterrupted_run
     assert discovered_at < stop_at  # the run stops after the discovery
 
 
-    def interrupted(self, state, frame, new_masks=None):
+    def interrupted(self, state, frame, new_masks=None, **kwargs):
         if state.frame_index == stop_at:
             raise KeyboardInterrupt
-        return step(self, state, frame, new_masks)
+        return step(self, state, frame, new_masks, **kwargs)
 
     stopped = tmp_path / "stopped"
     monkeypatch.setattr(Segmenter, "step", interrupted)

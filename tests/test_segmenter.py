@@ -163,8 +163,10 @@ def test_non_contiguous_ids_and_objects_added_on_any_frame(clip):
     out = [seg.step(state, frames[i], {0: only7, 3: only200}.get(i)) for i in range(6)]
     assert state.objects.ids == [7, 200] and state.objects.slot_of(200) == 1
     assert set(np.unique(out[1]).tolist()) <= {0, 7} and set(np.unique(out[5]).tolist()) == {0, 7, 200}
-    with pytest.raises(ValueError, match="already tracked"):
-        seg.step(state, frames[6], only7)
+    # a tracked id given again is that frame's truth (an anchor): written as given, 200 absent there
+    again = seg.step(state, frames[6], only7)
+    assert np.array_equal(again, only7) and state.diagnostics.status == ["tracked", "absent"]
+    assert state.objects.ids == [7, 200]
 
 
 def test_step_runs_when_the_caller_is_in_inference_mode(clip):

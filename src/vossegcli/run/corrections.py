@@ -6,8 +6,8 @@ written anyway, so keeping it costs no time). At most :data:`MAX_KEYFRAMES` are 
 most :data:`KEYFRAMES_BUDGET` (512 MiB) together: beyond either, the keyframe whose neighbours are
 closest together goes, so they stay spread over the whole video (the newest always stays). A
 keyframe holds what :class:`~vossegcli.engine.state.VideoState` holds — mostly the sample
-memories: 39 MB for one object at 854×480 once its memory is full (docs/RESULTS.md), so one
-object keeps 13 keyframes, four objects 3.
+memories: 52 MB for one object at 854×480 once its memory is full (docs/RESULTS.md), so one
+object keeps about nine keyframes, four objects two.
 
 **A correction.** ``vosseg segment VIDEO --mask ... --out DIR --correct 120:fix.png`` on a complete
 or interrupted run in DIR (same input, masks and options — the command DIR was made with):

@@ -287,7 +287,8 @@ def segment(
                     with deferred_signals():
                         if gone:  # --remove: these objects end here
                             state.remove_objects(gone)
-                        labels = segmenter.step(state, image, given, probabilities=blended)
+                        labels = (segmenter.step(state, image, given, probabilities=True) if blended
+                                  else segmenter.step(state, image, given))
                         if blended:
                             d = state.diagnostics
                             labels = blender.blend(index, labels, list(state.objects.ids), state.probabilities,
