@@ -105,12 +105,14 @@ def test_a_correction_keeps_every_frame_before_its_keyframe_and_matches_a_full_r
     assert cli(*base, "--out", out).exit_code == 0
     assert sorted(keyframes(out)) == [10, 20, 30]
     before = {p.name: p.read_bytes() for p in out.glob("*.png")}
-    result = cli(*base, "--out", out, "--correct", f"22:{root / 'm22.png'}")
+    (out / "00022.png").write_bytes((root / "m22.png").read_bytes())  # the user edits the run's own PNG in place
+    result = cli(*base, "--out", out, "--correct", f"22:{out / '00022.png'}")
     assert result.exit_code == 0, result.output
     assert "correcting from frame 20" in result.output
     after = {p.name: p.read_bytes() for p in out.glob("*.png")}
     assert sorted(after) == sorted(before)
     assert all(after[f"{t:05d}.png"] == before[f"{t:05d}.png"] for t in range(20))  # untouched
+    assert after["00022.png"] == (root / "m22.png").read_bytes()
     # From the keyframe on, the same as a full run given the correction as a mask
     assert cli("segment", root / "frames", "--mask", f"0:{root / 'm0.png'}", "--mask", f"22:{root / 'm22.png'}",
                "--state-every", "10", "--threads", "1", "--out", full).exit_code == 0
@@ -122,6 +124,9 @@ def test_a_correction_keeps_every_frame_before_its_keyframe_and_matches_a_full_r
     assert (out / ".vosseg-corrections" / "000022.png").is_file()
     again = cli(*base, "--out", out, "--resume")  # the recorded correction is part of the run
     assert again.exit_code == 0 and "already complete" in again.output
+    past = cli(*base, "--out", out, "--correct", f"45:{root / 'm22.png'}")
+    assert past.exit_code == 2 and "45 is past the end of the video (30 frames" in past.output
+    assert {p.name: p.read_bytes() for p in out.glob("*.png")} == after  # nothing removed
 
 
 def test_correct_needs_a_frame_index_and_a_run_to_correct(clip, tmp_path, cli):
@@ -156,6 +161,8 @@ def test_remove_ends_an_object_from_its_frame_on_in_a_new_run_and_as_a_correctio
     assert all((plain / f).read_bytes() == (removed / f).read_bytes() for f in frames)
     record = json.loads((plain / ".vosseg-run.json").read_text())
     assert record["corrections"] == [{"frame": 30, "remove": [2]}]
+    past = cli(*base, "--out", plain, "--remove", "73:1")  # the finished run has 72 frames: known exactly now
+    assert past.exit_code == 2 and "--remove 73:1: frame 73 is past the end of the video (72 frames)" in past.output
     bad = cli(*base, "--out", tmp_path / "bad", "--remove", "30:7")
     assert bad.exit_code == 2 and "there is no object 7 (the objects are 1, 2)" in bad.output
     early = cli(*base, "--out", tmp_path / "bad", "--remove", "0:1")
@@ -164,18 +171,16 @@ def test_remove_ends_an_object_from_its_frame_on_in_a_new_run_and_as_a_correctio
 
 
 @pytest.mark.slow
-def test_a_run_with_two_masks_resumed_between_them_gives_the_same_masks(clip, tmp_path, cli):
-    import shutil
-
+def test_a_run_with_two_masks_resumed_between_them_from_a_keyframe_gives_the_same_masks(clip, tmp_path, cli):
     root, _ = clip
     out = tmp_path / "out"
     args = ["segment", root / "frames", "--mask", f"0:{root / 'm0.png'}", "--mask", f"14:{root / 'm14.png'}",
             "--state-every", "5", "--threads", "1", "--out", out]
     assert cli(*args).exit_code == 0
     whole = {p.name: p.read_bytes() for p in out.glob("*.png")}
-    # as if the run had been stopped after frame 9: its state from then, frames 10.. not written yet
-    shutil.copyfile(out / ".vosseg-keyframes" / "000010.pt", out / ".vosseg-state.pt")
-    for t in range(10, 30):
+    # as if the run had been killed after frame 11 with no state file: --resume falls back to the
+    # keyframe of frame 10 and continues exactly from there
+    for t in range(12, 30):
         (out / f"{t:05d}.png").unlink()
     record = json.loads((out / ".vosseg-run.json").read_text())
     (out / ".vosseg-run.json").write_text(json.dumps({**record, "complete": False, "frames": None}))

@@ -455,3 +455,16 @@ def test_snap_keeps_small_gray_ids_apart(tmp_path):
     path = save_gray(tmp_path / "ids.png", labels)
     masks = load_masks([str(path)], SIZE, snap=True)
     assert masks.ids == [1, 2, 3]  # ids 1, 2, 3 are close in value but solid regions: not merged
+
+
+def test_a_run_from_a_binary_mask_is_corrected_by_vossegs_own_png_with_id_1(tmp_path):
+    first = tmp_path / "first.png"
+    fix = tmp_path / "fix.png"
+    save_gray(first, rect(10, 40, 10, 50))  # black/white: object 1
+    write_label_png(fix, rect(12, 42, 14, 54, 1))  # vosseg's PNG of frame 9, edited: still id 1
+    masks = load_masks([str(first), f"9:{fix}"], SIZE)
+    assert masks.ids == [1] and masks.objects[0].anchor_frames == (9,) and masks.objects[0].source == first
+    late = tmp_path / "late.png"
+    save_gray(late, rect(60, 90, 60, 90))
+    both = load_masks([f"40:{late}", str(first)], SIZE)  # binary masks: by frame, then as given
+    assert [(o.id, o.start_frame) for o in both.objects] == [(1, 0), (2, 40)]

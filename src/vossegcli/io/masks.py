@@ -11,8 +11,8 @@ Accepted formats (each file is one frame's annotation):
   are numbered 1..K in raster order of first appearance. An RGB image whose object pixels are
   all gray (R = G = B) is read as a grayscale mask.
 
-Binary masks carry no id: they are numbered in the order given, after the largest id found in
-any id-carrying mask. Value 255 in an id mask is DAVIS's "void" label and is ignored.
+Binary masks carry no id: frame by frame, they are numbered in the order given, after the largest
+id given up to their frame (so a later id mask's ids name the objects as numbered there). Value 255 in an id mask is DAVIS's "void" label and is ignored.
 
 Several masks of one object (anchors): an id mask on a later frame that holds ids given on an
 earlier frame gives those objects again there - a correction. It is that frame's whole truth:
@@ -514,53 +514,52 @@ def load_masks(
                     "non-zero ids or colours"
                 )
             notes.append(f"{d.path.name}: all background, so every object is absent on frame {d.frame}")
-    # Objects with ids: at most one id mask per frame; an id first given on an earlier frame makes
-    # the later mask an anchor of that object (the frame's whole truth).
+    # Frame by frame: the id masks of a frame (at most one), then its binary masks. An id first given
+    # on an earlier frame makes the later mask an anchor of that object (the frame's whole truth);
+    # binary masks are numbered after the largest id given so far, so the ids of a later id mask
+    # (e.g. vosseg's own PNG of that frame, edited) name the objects as numbered up to there.
     owner: dict[int, _Decoded] = {}
     anchors: dict[int, list[int]] = {}
     id_mask_on_frame: dict[int, _Decoded] = {}
-    for d in sorted((d for d in decoded if not d.binary), key=lambda d: d.frame):
-        other = id_mask_on_frame.get(d.frame)
-        if other is not None:
-            raise MaskError(
-                f"{d.path}: {other.path.name} already gives object ids for frame {d.frame}; "
-                "merge them into one mask, or pass single-object (black/white) masks instead"
-            )
-        id_mask_on_frame[d.frame] = d
-        given = np.unique(d.values[d.values != 0]).tolist()
-        known = [i for i in given if i in owner]
-        for obj_id in given:
-            if obj_id in owner:
-                anchors.setdefault(obj_id, []).append(d.frame)
-            else:
-                owner[obj_id] = d
-        missing = sorted(i for i in owner if i not in given and owner[i].frame < d.frame)
-        if known and missing:
-            notes.append(
-                f"{d.path.name}: object{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} "
-                f"{'are' if len(missing) > 1 else 'is'} not in it, so absent on frame {d.frame} (a mask given again "
-                "is the whole frame's truth; add every visible object, e.g. by editing vosseg's own PNG of that frame)"
-            )
-        if len(owner) > MAX_OBJECTS:
-            raise MaskError(
-                f"{d.path}: {len(owner)} objects in total across the masks, more than the "
-                f"{MAX_OBJECTS} vosseg can track; track fewer objects"
-            )
-
-    # Binary masks: numbered after the largest id, in the order given.
-    next_id = max(owner, default=0) + 1
-    for d in decoded:
-        if not d.binary:
-            continue
-        if len(owner) >= MAX_OBJECTS:
-            raise MaskError(
-                f"{d.path}: more than {MAX_OBJECTS} objects in total across the masks; track fewer objects"
-            )
-        if next_id >= VOID_ID:
-            raise MaskError(f"{d.path}: no free object id left below 255; renumber the id masks from 1")
-        d.values = np.where(d.values != 0, next_id, 0)
-        owner[next_id] = d
-        next_id += 1
+    for frame in sorted({d.frame for d in decoded}):
+        for d in (d for d in decoded if d.frame == frame and not d.binary):
+            other = id_mask_on_frame.get(d.frame)
+            if other is not None:
+                raise MaskError(
+                    f"{d.path}: {other.path.name} already gives object ids for frame {d.frame}; "
+                    "merge them into one mask, or pass single-object (black/white) masks instead"
+                )
+            id_mask_on_frame[d.frame] = d
+            given = np.unique(d.values[d.values != 0]).tolist()
+            known = [i for i in given if i in owner]
+            for obj_id in given:
+                if obj_id in owner:
+                    anchors.setdefault(obj_id, []).append(d.frame)
+                else:
+                    owner[obj_id] = d
+            missing = sorted(i for i in owner if i not in given and owner[i].frame < d.frame)
+            if known and missing:
+                notes.append(
+                    f"{d.path.name}: object{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} "
+                    f"{'are' if len(missing) > 1 else 'is'} not in it, so absent on frame {d.frame} (a mask given "
+                    "again is the whole frame's truth; add every visible object, e.g. by editing vosseg's own PNG "
+                    "of that frame)"
+                )
+            if len(owner) > MAX_OBJECTS:
+                raise MaskError(
+                    f"{d.path}: {len(owner)} objects in total across the masks, more than the "
+                    f"{MAX_OBJECTS} vosseg can track; track fewer objects"
+                )
+        for d in (d for d in decoded if d.frame == frame and d.binary):
+            next_id = max(owner, default=0) + 1
+            if len(owner) >= MAX_OBJECTS:
+                raise MaskError(
+                    f"{d.path}: more than {MAX_OBJECTS} objects in total across the masks; track fewer objects"
+                )
+            if next_id >= VOID_ID:
+                raise MaskError(f"{d.path}: no free object id left below 255; renumber the id masks from 1")
+            d.values = np.where(d.values != 0, next_id, 0)
+            owner[next_id] = d
     # Compose one label map per start frame; later masks win where masks overlap.
     height, width = frame_size
     labels: dict[int, np.ndarray] = {}

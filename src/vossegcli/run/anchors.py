@@ -14,7 +14,8 @@ both ways"):
   segment's first frame, keeping each frame's per-object probabilities and statuses on disk.
 * **Blend.** On each frame ``t`` of the segment the forward pass's probabilities ``p_f`` and the
   backward pass's ``p_b`` of an object in both are averaged with weights ``(b − t) · c_f`` and
-  ``(t − a) · c_b``: the nearer mask counts more, and each pass counts by its own confidence on
+  ``(t − a') · c_b``, ``a'`` = ``a`` or the frame before the first one revisited, whichever is later:
+  the nearer mask counts more, and each pass counts by its own confidence on
   that frame (:func:`_confidence`: its presence status and how well its region matches its
   templates); the objects are merged as in the engine
   (soft aggregation). Objects only in the forward pass keep its probabilities. A frame at an anchor is the anchor.
@@ -112,6 +113,9 @@ class AnchorBlend:
         frames = self.cache / "frames"
         with FrameSource(FrameReader(self.input_path), size=self.work_size) as source:
             cache_frames(source, set(range(lo, b + 1)), frames)
+        if not (frames / f"{b}.npy").is_file():  # the mask's frame is past the video's real end (said at the end)
+            self._segment = seg
+            return
         seg_state = self.segmenter.new_state()
         anchor = self.masks[b]
         given = np.where(np.isin(anchor, self.anchors[b]), anchor, 0).astype(np.uint8)
@@ -135,6 +139,7 @@ class AnchorBlend:
         if not BLEND or seg is None or forward is None or forward.shape[0] != len(ids) or seg != self._segment:
             return labels
         a, _, b = seg
+        a = max(a, b - MAX_BACKWARD - 1)  # (the backward pass reaches no further: its weight starts at 1 there)
         path = self.cache / f"{t}.npy"
         if not path.is_file():
             return labels

@@ -71,14 +71,17 @@ def keep_keyframe(state_file: Path, out_dir: Path, frame: int) -> None:
             shutil.copyfile(state_file, target)
     except OSError:
         return
-    kept = keyframes(out_dir)
-    sizes = {f: p.stat().st_size for f, p in kept.items()}
-    while len(kept) > MAX_KEYFRAMES or (len(kept) > 1 and sum(sizes[f] for f in kept) > KEYFRAMES_BUDGET):
-        frames = list(kept)
-        # drop the keyframe (never the newest) whose neighbours are closest together
-        gaps = {frames[i]: frames[i + 1] - (frames[i - 1] if i > 0 else 0) for i in range(len(frames) - 1)}
-        drop = min(gaps, key=lambda f: (gaps[f], f))
-        kept.pop(drop).unlink(missing_ok=True)
+    try:
+        kept = keyframes(out_dir)
+        sizes = {f: p.stat().st_size for f, p in kept.items()}
+        while len(kept) > MAX_KEYFRAMES or (len(kept) > 1 and sum(sizes[f] for f in kept) > KEYFRAMES_BUDGET):
+            frames = list(kept)
+            # drop the keyframe (never the newest) whose neighbours are closest together
+            gaps = {frames[i]: frames[i + 1] - (frames[i - 1] if i > 0 else 0) for i in range(len(frames) - 1)}
+            drop = min(gaps, key=lambda f: (gaps[f], f))
+            kept.pop(drop).unlink(missing_ok=True)
+    except OSError:
+        return
 
 
 def drop_keyframes_after(out_dir: Path, frame: int) -> None:
@@ -92,31 +95,43 @@ def keyframes_bytes(out_dir: Path) -> int:
     return sum(p.stat().st_size for p in keyframes(out_dir).values())
 
 
-def restart_for_correction(segmenter, out_dir: Path, reader, identity: dict, work_size: tuple[int, int], masks,
-                           earliest: int, last: int):
-    """Where a correction of frame ``earliest`` restarts the run in ``out_dir`` (masks complete up to
-    ``last``): the latest usable keyframe at or before it, else frame 0. Removes the masks, keyframes
-    and state the restart rewrites. Returns (the keyframe's state or None, the ResumePlan)."""
-    from vossegcli.run.resume import ResumePlan, load_saved_state
+def latest_keyframe(segmenter, out_dir: Path, identity: dict, work_size: tuple[int, int], at_most: int, last: int):
+    """The state of the latest keyframe of this run in ``out_dir`` that continues at frame ``at_most``
+    or earlier (masks complete up to ``last``), or None."""
+    from vossegcli.run.resume import load_saved_state
 
-    state = None
     for frame, path in reversed(keyframes(out_dir).items()):
-        if frame <= min(earliest, last + 1):
+        if frame <= min(at_most, last + 1):
             state, _ = load_saved_state(segmenter, out_dir, identity, work_size, last, path=path)
             if state is not None and state.frame_index == frame:
-                break
-            state = None
+                return state
+    return None
+
+
+def restart_for_correction(segmenter, out_dir: Path, identity: dict, work_size: tuple[int, int], masks,
+                           earliest: int, last: int):
+    """Where a correction of frame ``earliest`` restarts the run in ``out_dir`` (masks complete up to
+    ``last``): the latest usable keyframe at or before it, else frame 0. Returns (the keyframe's
+    state or None, the ResumePlan); :func:`discard_from` then removes what the restart rewrites."""
+    from vossegcli.run.resume import ResumePlan
+
+    state = latest_keyframe(segmenter, out_dir, identity, work_size, earliest, last)
     restart = state.frame_index if state is not None else 0
-    for t in range(restart, last + 1):
-        (Path(out_dir) / f"{reader.frame_name(t)}.png").unlink(missing_ok=True)
-    drop_keyframes_after(out_dir, restart)
-    (Path(out_dir) / STATE_FILE).unlink(missing_ok=True)
-    note = (f"correcting from frame {restart}" + (f" (the keyframe at or before frame {earliest})" if state is not None
-            else " (no keyframe before the correction)") + f": frames 0-{restart - 1} are kept as they are"
-            if restart > 0 else f"correcting from frame 0: no keyframe at or before frame {earliest}, every frame is redone")
+    note = (f"correcting from frame {restart} (the keyframe at or before frame {earliest}): frames 0-{restart - 1} "
+            "are kept as they are" if restart > 0
+            else f"correcting from frame 0: no keyframe at or before frame {earliest}, every frame is redone")
     if state is not None:
         return state, ResumePlan(restart - 1, {}, [note])
     return None, ResumePlan(-1, dict(masks.labels), [note])
+
+
+def discard_from(out_dir: Path, frame_name, restart: int, last: int) -> None:
+    """Remove the masks of frames ``restart``..``last``, the keyframes after ``restart`` and the state
+    file: a correction rewrites them (call it once the run record lists the correction)."""
+    for t in range(restart, last + 1):
+        (Path(out_dir) / f"{frame_name(t)}.png").unlink(missing_ok=True)
+    drop_keyframes_after(out_dir, restart)
+    (Path(out_dir) / STATE_FILE).unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------ corrections
@@ -204,11 +219,17 @@ class Corrections:
     def mask_args(self) -> list[str]:
         return [f"{f}:{p}" for f, p in self.masks]
 
-    def check(self, masks: MaskSet, num_frames: int | None) -> None:
-        """Refuse a removal of an object that is not there (MaskError, one line)."""
+    def check(self, masks: MaskSet, num_frames: int | None, exact: bool = True) -> None:
+        """Refuse corrections past the end of a video of ``num_frames`` frames (``exact`` False: a
+        metadata estimate, off by up to 2) and removals of objects that are not there (MaskError)."""
         starts = {o.id: o.start_frame for o in masks.objects}
+        limit = None if num_frames is None else num_frames + (0 if exact else 2)
+        for frame, path in self.masks:
+            if limit is not None and frame >= limit:
+                raise MaskError(f"--correct {frame}:{Path(path).name}: frame {frame} is past the end of the video "
+                                f"({num_frames} frames); give a frame inside it")
         for frame, ids in self.removals.items():
-            if num_frames is not None and frame >= num_frames:
+            if limit is not None and frame >= limit:
                 raise MaskError(f"--remove {frame}:{ids[0]}: frame {frame} is past the end of the video "
                                 f"({num_frames} frames); give a frame inside it")
             for object_id in ids:
@@ -229,8 +250,11 @@ class Corrections:
         for frame, path in self.masks:
             target = folder / f"{frame:06d}.png"
             if Path(path).resolve() != target.resolve():
-                shutil.copyfile(path, target.with_suffix(".tmp"))
-                os.replace(target.with_suffix(".tmp"), target)
+                try:
+                    shutil.copyfile(path, target.with_suffix(".tmp"))
+                    os.replace(target.with_suffix(".tmp"), target)
+                finally:
+                    target.with_suffix(".tmp").unlink(missing_ok=True)
             listed.append({"frame": frame, "file": target.name, "sha256": sha256_of(target)})
         for stale in folder.glob("*.png") if folder.is_dir() else ():
             if stale.name not in {c["file"] for c in listed}:
@@ -244,5 +268,5 @@ _REMOVE = re.compile(r"^\s*(\d+)\s*:\s*(\d+(?:\s*,\s*\d+)*)\s*$")
 
 __all__ = [
     "KEYFRAMES_BUDGET", "MAX_KEYFRAMES", "Corrections", "drop_keyframes_after", "keep_keyframe", "keyframes",
-    "keyframes_bytes", "restart_for_correction",
+    "discard_from", "keyframes_bytes", "latest_keyframe", "restart_for_correction",
 ]

@@ -54,7 +54,7 @@ from vossegcli.run.resume import (
 from vossegcli.run.signals import deferred_signals
 from vossegcli.io.masks import load_masks
 from vossegcli.io.run_folder import BACKWARD_DIR, BLEND_DIR, CORRECTIONS_DIR, KEYFRAMES_DIR
-from vossegcli.run.corrections import Corrections, keep_keyframe, restart_for_correction
+from vossegcli.run.corrections import Corrections, discard_from, keep_keyframe, latest_keyframe, restart_for_correction
 from vossegcli.run.anchors import AnchorBlend
 
 ProgressFn = Callable[[int, "int | None"], None]
@@ -121,10 +121,12 @@ def segment(
     if fixes.masks:  # the run's masks and its corrections (anchors), checked together before anything is written
         masks = load_masks(list(mask_args) + fixes.mask_args(), (info.height, info.width), info.frame_names,
                            info.num_frames if info.kind == "folder" else None, snap_mask)
-    fixes.check(masks, info.num_frames if info.kind == "folder" else None)
+    fixes.check(masks, info.num_frames, exact=info.kind == "folder")
     correcting = False
     if editing:
         plan = plan_resume(out_dir, identity, reader, masks)
+        if plan.complete:  # its frames are known exactly now
+            new_fixes.check(masks, plan.last + 1)
         correcting = plan.complete or min(new_fixes.frames) <= plan.last + 1
         if correcting:
             plan = ResumePlan(plan.last, {}, [])  # (where it restarts is decided with the keyframes below)
@@ -159,13 +161,16 @@ def segment(
         segmenter = Segmenter(config, device=torch_device, deterministic=deterministic)
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(torch_device)
+    written_up_to = plan.last  # (frames 0..written_up_to are in out_dir now)
     if correcting:
-        state, plan = restart_for_correction(segmenter, out_dir, reader, identity, work_size, masks,
-                                             min(new_fixes.frames), plan.last)
+        state, plan = restart_for_correction(segmenter, out_dir, identity, work_size, masks, min(new_fixes.frames),
+                                             plan.last)
         why = None
     else:
         state, why = (load_saved_state(segmenter, out_dir, identity, work_size, plan.last) if resume and plan.last >= 0
                       else (None, None))
+        if resume and plan.last >= 0 and state is None:  # (a kill right after a correction restarted: no state file yet)
+            state = latest_keyframe(segmenter, out_dir, identity, work_size, plan.last + 1, plan.last)
     if state is not None:
         # Exact resume: the engine continues from its saved state, as if never stopped.
         start = first = state.frame_index
@@ -202,9 +207,12 @@ def segment(
     )
     try:
         clean_temporary_files(out_dir)
-        if fixes:
-            record["corrections"] = fixes.store(out_dir)
-        write_run_record(out_dir, record)
+        with deferred_signals():  # the record lists the corrections before what they rewrite is removed
+            if fixes:
+                record["corrections"] = fixes.store(out_dir)
+            write_run_record(out_dir, record)
+            if correcting:
+                discard_from(out_dir, reader.frame_name, state.frame_index if state is not None else 0, written_up_to)
     except OSError as exc:
         if created:
             remove_if_empty(out_dir)
@@ -268,8 +276,6 @@ def segment(
         try:
             # Leaving the block stops the decoding thread, then writes the PNGs still queued.
             with writer, source.read_ahead(start) as frames:
-                if not initial and state.num_objects == 0:
-                    raise ValueError("no initial masks given")
                 previous = None
                 for frame in frames:
                     image, when = frame.image, frame.time
