@@ -184,16 +184,7 @@ def test_segment_a_davis_mp4_and_score_it(tmp_path):
     assert json.loads(scores.read_text())["global"]["J&F-Mean"] > 0.6
 
 
-@pytest.fixture
-def keep_torch_threads():
-    import torch
-
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def test_threads_option_sets_torch_threads_and_the_report_records_them(keep_torch_threads):
+def test_threads_option_sets_torch_threads_and_the_report_records_them():
     result = run_cli("benchmark", "--frames", "3", "--device", "cpu", "--threads", "1", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["platform"]["cpu_threads"] == 1
@@ -205,7 +196,7 @@ def test_every_computing_command_takes_threads(command):
     assert result.exit_code == 0 and "--threads" in result.output
 
 
-def test_a_busy_cpu_prompts_a_note_to_use_fewer_threads(monkeypatch, capsys, keep_torch_threads):
+def test_a_busy_cpu_prompts_a_note_to_use_fewer_threads(monkeypatch, capsys):
     import torch
 
     from vossegcli.cli import common as cli
