@@ -127,6 +127,10 @@ def test_a_correction_keeps_every_frame_before_its_keyframe_and_matches_a_full_r
     past = cli(*base, "--out", out, "--correct", f"45:{root / 'm22.png'}")
     assert past.exit_code == 2 and "45 is past the end of the video (30 frames" in past.output
     assert {p.name: p.read_bytes() for p in out.glob("*.png")} == after  # nothing removed
+    other = cli(*base, "--out", out, "--preset", "fast", "--correct", f"25:{root / 'm22.png'}")
+    assert other.exit_code == 2 and "holds a run with different engine options" in other.output
+    assert "correct it with the same input, masks and options" in other.output and "--resume" not in other.output
+    assert {p.name: p.read_bytes() for p in out.glob("*.png")} == after
 
 
 def test_correct_needs_a_frame_index_and_a_run_to_correct(clip, tmp_path, cli):
@@ -190,7 +194,7 @@ def test_a_run_with_two_masks_resumed_between_them_from_a_keyframe_gives_the_sam
 
 
 def test_corrections_parse_merge_and_record(tmp_path):
-    from vossegcli.errors import MaskError
+    from vossegcli.errors import MaskError, OutputError
     from vossegcli.run.corrections import Corrections
 
     fix = tmp_path / "fix.png"
@@ -212,3 +216,12 @@ def test_corrections_parse_merge_and_record(tmp_path):
             Corrections.parse([], bad)
     with pytest.raises(MaskError, match="two corrections for frame 3"):
         Corrections.parse([f"3:{fix}", f"3:{tmp_path / 'other.png'}"])
+    # a kept correction changed (or lost) since the run used it is refused, unless a new one replaces it
+    kept = out / ".vosseg-corrections" / "000012.png"
+    write_label_png(kept, np.zeros((4, 4), np.uint8))
+    with pytest.raises(OutputError, match="000012.png: the correction of frame 12 is changed since the run used it"):
+        Corrections.recorded(out)
+    assert Corrections.recorded(out, replaced={12}).removals == {20: [1, 2, 3]}
+    kept.unlink()
+    with pytest.raises(OutputError, match="frame 12 is missing"):
+        Corrections.recorded(out)

@@ -189,21 +189,31 @@ class Corrections:
         if correct and not editing:
             raise OutputError(f"{out_dir}: holds no vosseg run to correct; run without --correct first, or give the "
                               "correction as another --mask")
-        return new, cls.recorded(out_dir).merged(new) if resume or editing else new, editing
+        if not (resume or editing):
+            return new, new, editing
+        return new, cls.recorded(out_dir, replaced={f for f, _ in new.masks}).merged(new), editing
 
     @classmethod
-    def recorded(cls, out_dir: Path) -> "Corrections":
-        """The corrections the run record of ``out_dir`` lists (their masks are kept in the run folder)."""
+    def recorded(cls, out_dir: Path, replaced: set[int] = frozenset()) -> "Corrections":
+        """The corrections the run record of ``out_dir`` lists (their masks are kept in the run folder).
+        A kept mask that is missing or no longer the one recorded (its sha256) is refused (OutputError):
+        the run would continue from a mask it never used — unless a new correction ``replaced`` its frame."""
         record = read_run_record(out_dir) or {}
         out = cls()
         for item in record.get("corrections") or []:
             try:
                 if "remove" in item:
                     out.removals[int(item["frame"])] = sorted(int(i) for i in item["remove"])
-                else:
-                    out.masks.append((int(item["frame"]), Path(out_dir) / CORRECTIONS_DIR / str(item["file"])))
+                    continue
+                frame, path = int(item["frame"]), Path(out_dir) / CORRECTIONS_DIR / str(item["file"])
             except (KeyError, TypeError, ValueError):
                 continue
+            if frame not in replaced and item.get("sha256") and \
+                    (not path.is_file() or sha256_of(path) != item["sha256"]):
+                raise OutputError(f"{path}: the correction of frame {frame} is {'changed' if path.is_file() else 'missing'} "
+                                  f"since the run used it; give it again with --correct {frame}:FIX.png, or start over "
+                                  "with --force")
+            out.masks.append((frame, path))
         out.masks.sort()
         return out
 

@@ -91,9 +91,14 @@ class ResumePlan:
     complete: bool = False
 
 
-def plan_resume(out_dir: Path, identity: dict, reader: FrameReader, masks: MaskSet) -> ResumePlan:
-    """Where to continue an interrupted run in ``out_dir``, and the masks to re-seed the objects."""
+def plan_resume(out_dir: Path, identity: dict, reader: FrameReader, masks: MaskSet,
+                correcting: bool = False) -> ResumePlan:
+    """Where to continue an interrupted run in ``out_dir``, and the masks to re-seed the objects
+    (``correcting``: for ``correct=``, which the messages then name instead of ``resume=True``)."""
     info = reader.info
+    fix = ("correct it with the same input, masks and options, or start a new run in another out_dir with the "
+           "correction as another mask") if correcting else \
+        "resume with the same input, masks and options, or add force=True instead of resume=True to start over"
     if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
         return ResumePlan(-1, dict(masks.labels), [f"{out_dir}: nothing to resume yet; starting at frame 0"])
     if not out_dir.is_dir():
@@ -118,8 +123,7 @@ def plan_resume(out_dir: Path, identity: dict, reader: FrameReader, masks: MaskS
             diff[diff.index("engine options")] = f"engine options ({', '.join(changed)})"
         before = f"; it was started with: {record['command']}" if record.get("command") else ""
         raise OutputError(
-            f"{out_dir}: holds a run with different {', '.join(diff)}{before} - resume with the same "
-            "input, masks and options, or add force=True instead of resume=True to start over"
+            f"{out_dir}: holds a run with different {', '.join(diff)}{before} - {fix}"
         )
     clean_temporary_files(out_dir)
     size = (info.width, info.height)

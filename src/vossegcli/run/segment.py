@@ -124,7 +124,7 @@ def segment(
     fixes.check(masks, info.num_frames, exact=info.kind == "folder")
     correcting = False
     if editing:
-        plan = plan_resume(out_dir, identity, reader, masks)
+        plan = plan_resume(out_dir, identity, reader, masks, correcting=True)
         if plan.complete:  # its frames are known exactly now
             new_fixes.check(masks, plan.last + 1)
         correcting = plan.complete or min(new_fixes.frames) <= plan.last + 1
