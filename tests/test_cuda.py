@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vossegcli.engine.config import preset_config
+from vossegcli.engine.device import configure_process
 from vossegcli.engine.segmenter import Segmenter
 from vossegcli.io.palette import read_label_png
 from vossegcli.io.video import open_frames
@@ -23,7 +24,8 @@ def clip():
 
 
 def _masks(device, frames, first, deterministic=False):
-    seg = Segmenter(preset_config("default", precision="fp32"), device=device, deterministic=deterministic)
+    configure_process(torch.device(device), deterministic)
+    seg = Segmenter(preset_config("default", precision="fp32"), device=device)
     return [r.labels for r in seg.run(iter(frames), {0: first})]
 
 

@@ -36,6 +36,20 @@ def test_deterministic_turns_on_deterministic_algorithms():
         torch.use_deterministic_algorithms(before)
 
 
+def test_building_an_engine_changes_no_process_wide_setting_and_the_run_layer_does(monkeypatch):
+    from vossegcli.engine.config import preset_config
+    from vossegcli.engine.device import configure_process
+    from vossegcli.engine.segmenter import Segmenter
+
+    calls = []
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda *a, **k: calls.append("deterministic"))
+    monkeypatch.setattr(device_module, "tune_cpu_allocator", lambda: calls.append("allocator"))
+    Segmenter(preset_config("fast", refiner=None), device="cpu")
+    assert calls == []
+    configure_process(CPU, deterministic=True)
+    assert calls == ["deterministic", "allocator"]
+
+
 @pytest.mark.slow
 def test_precision_option_reaches_the_engine_and_the_report(tmp_path):
 

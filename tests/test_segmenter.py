@@ -24,8 +24,10 @@ def clip():
 
 
 def _run(config, frames, masks):
+    """(the video's state after the run, the label maps)."""
     seg = Segmenter(config, device="cpu")
-    return seg, [r.labels for r in seg.run(iter(frames), masks)]
+    state = seg.new_state()
+    return state, [r.labels for r in seg.run(iter(frames), masks, state)]
 
 
 def test_updates_fill_a_bounded_memory_and_change_the_model(clip):
@@ -48,15 +50,15 @@ def test_updates_fill_a_bounded_memory_and_change_the_model(clip):
     # ... and memory per object is fixed: capacity × (c·h·w + label grid) floats.
     h, w, c = mem.features.shape[2:]
     lh, lw = mem.labels.shape[-2:]
-    assert seg.memory_bytes(state) == 2 * 10 * (c * h * w + lh * lw) * 4
+    assert state.memory_bytes() == 2 * 10 * (c * h * w + lh * lw) * 4
 
 
 def test_no_update_variant_keeps_the_first_frame_model(clip):
     frames, first = clip
     config = preset_config("fast", refiner=None, update_interval=0, augment=AugmentConfig(num_samples=0))
-    seg, out = _run(config, frames[:6], {0: first})
-    assert seg.last_state.memory is None
-    assert seg.times.target_update == 0.0
+    state, out = _run(config, frames[:6], {0: first})
+    assert state.memory is None
+    assert state.times.target_update == 0.0
 
 
 def test_same_seed_gives_identical_masks(clip):
@@ -73,10 +75,10 @@ def test_object_added_later_is_carved_out_of_tracked_objects(clip):
     late = read_label_png(sample_paths().gt_dir / "00005.png")
     obj2_at_5 = np.where(late == 2, 2, 0).astype(np.uint8)
     config = preset_config("fast", refiner=None)
-    seg, out = _run(config, frames[:10], {0: only1, 5: obj2_at_5})
+    state, out = _run(config, frames[:10], {0: only1, 5: obj2_at_5})
     assert set(np.unique(out[3]).tolist()) <= {0, 1}
     assert np.array_equal(out[5] == 2, obj2_at_5 == 2)  # the given mask wins on its start frame
-    assert seg.last_state.objects.ids == [1, 2] and seg.last_state.objects.start_frames == [0, 5]
+    assert state.objects.ids == [1, 2] and state.objects.start_frames == [0, 5]
 
 
 def test_the_refiner_drives_the_output_and_an_untrained_one_follows_the_target_models(clip):
@@ -110,9 +112,10 @@ def test_online_learning_is_independent_of_the_refiner(clip):
     config = preset_config("fast", refiner=None, update_interval=2, augment=AugmentConfig(num_samples=0),
                            presence=PresenceConfig(spatial_prior=False))
     plain, plain_labels = _run(config, frames[:7], {0: first})
-    refined = Segmenter(config, device="cpu", refiner=refiner)
-    refined_labels = [r.labels for r in refined.run(iter(frames[:7]), {0: first})]
-    assert torch.equal(plain.last_state.w2, refined.last_state.w2)
+    refiner_engine = Segmenter(config, device="cpu", refiner=refiner)
+    refined = refiner_engine.new_state()
+    refined_labels = [r.labels for r in refiner_engine.run(iter(frames[:7]), {0: first}, refined)]
+    assert torch.equal(plain.w2, refined.w2)
     # ... while the output is the refiner's, not the D-only engine's
     assert any((a != b).any() for a, b in zip(plain_labels[1:], refined_labels[1:]))
 
@@ -183,13 +186,13 @@ def test_step_runs_when_the_caller_is_in_inference_mode(clip):
 def test_start_frame_samples_keep_their_floor_share_of_the_memory(clip):
     frames, first = clip
     config = preset_config("default", refiner=None, memory_anchor_weight=0.5, memory_capacity=12)
-    seg, _ = _run(config, frames, {0: first})
-    mem = seg.last_state.memory
+    state, _ = _run(config, frames, {0: first})
+    mem = state.memory
     share = (mem.weights * mem.anchor).sum(dim=1)
     assert mem.anchor[:, :5].all() and not mem.anchor[:, 5:].any()  # the frame + 4 augmented copies
     assert torch.allclose(share, torch.full_like(share, 0.5))  # recency alone leaves them < 0.1 here
     plain, _ = _run(replace(config, memory_anchor_weight=0.0), frames, {0: first})
-    assert float((plain.last_state.memory.weights[:, :5]).sum(dim=1).max()) < 0.5
+    assert float((plain.memory.weights[:, :5]).sum(dim=1).max()) < 0.5
 
 
 

@@ -84,9 +84,10 @@ def test_engine_with_an_adapter_segments_the_sample_and_its_models_see_the_wider
     first = read_label_png(sample_paths().mask)
     config = preset_config("fast", refiner=None, update_interval=4, target_features=str(path))
     seg = Segmenter(config, device="cpu")
-    out = [r.labels for r in seg.run(iter(frames), {0: first})]
+    state = seg.new_state()
+    out = [r.labels for r in seg.run(iter(frames), {0: first}, state)]
     assert len(out) == 10 and all(o.shape == first.shape for o in out)
-    assert seg.last_state.w1.shape[1] == 128  # D's 1×1 projection reads 120 + 8 channels
+    assert state.w1.shape[1] == 128  # D's 1×1 projection reads 120 + 8 channels
     # with its learned channels silent the engine tracks as well as without it
     iou = [((o == 1) & (first == 1)).sum() / max(1, ((o == 1) | (first == 1)).sum()) for o in out[:2]]
     assert min(iou) > 0.5

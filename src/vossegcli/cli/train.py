@@ -166,6 +166,8 @@ def train_target_features(
     real: str = typer.Option("all", help="Real sequences: all, train, none, or fold:K (real30's fold K held out)."),
     steps: int = typer.Option(600, help="Optimizer steps (4 items each)."),
     seed: int = typer.Option(0, help="Random seed."),
+    lr: float = typer.Option(5e-4, help="Adam learning rate (divided by 10 for the last 20 % of the steps)."),
+    eval_every: int = typer.Option(250, help="Steps between held-out losses (folds only)."),
     threads: int = EngineOptions.threads,
 ) -> None:
     """Train the learned target-model features (LWL's adapter) through the engine's own target-model fit on
@@ -173,8 +175,9 @@ def train_target_features(
     _use_threads(threads, "cpu")
     from vossegcli.train.target_features import main as train_main
 
+    args = [str(out), "--data", str(data), "--cache", str(cache), "--real", real, "--steps", str(steps),
+            "--seed", str(seed), "--lr", str(lr), "--eval-every", str(eval_every)]
     try:
-        train_main([str(out), "--data", str(data), "--cache", str(cache), "--real", real, "--steps", str(steps),
-                    "--seed", str(seed)])
+        train_main(args)
     except VossegError as error:
         _fail(error)

@@ -3,6 +3,10 @@
 * :func:`resolve_device`: "auto" → CUDA when available, else CPU; a clear error for a missing GPU.
 * :func:`resolve_precision`: the autocast dtype for the backbone and the refiner. The target
   models and their Gauss–Newton solver always run in float32.
+* :func:`configure_process`: the process-wide settings a run wants — algorithm choices
+  (:func:`configure_determinism`) and, on CPU, the C allocator (:func:`tune_cpu_allocator`). The
+  run layer calls it once before it builds a :class:`~vossegcli.engine.segmenter.Segmenter`; the
+  engine itself never changes process-wide settings.
 * :func:`configure_determinism`: on CUDA, ``cudnn.benchmark`` (autotuned convolutions) for speed,
   or — with ``deterministic=True`` — deterministic algorithms only. The engine itself uses no
   autograd at run time (the solver's Jacobian products are explicit), so the non-deterministic
@@ -101,6 +105,14 @@ def configure_determinism(device: torch.device, deterministic: bool = False) -> 
         torch.backends.cudnn.deterministic = True
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+
+
+def configure_process(device: torch.device, deterministic: bool = False) -> None:
+    """The process-wide settings of a run on ``device`` (idempotent): algorithm choices and, on CPU,
+    the allocator tuning (~10 % faster frames, :func:`tune_cpu_allocator`)."""
+    configure_determinism(device, deterministic)
+    if device.type == "cpu":
+        tune_cpu_allocator()
 
 
 def precision_name(dtype: torch.dtype | None) -> str:

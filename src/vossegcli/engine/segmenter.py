@@ -61,7 +61,7 @@ import torch
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
 from vossegcli.engine.config import PRESETS, SegmenterConfig, preset_config, with_overrides
 from vossegcli.engine.device import (
-    configure_determinism, precision_name, resolve_device, resolve_precision, to_host, tune_cpu_allocator,
+    precision_name, resolve_device, resolve_precision, to_host,
 )
 from vossegcli.engine.diagnose import anchor_presence, apply_ownership, diagnose, start_presence
 from vossegcli.engine.geometry import FEATURE_STRIDE, downsample_mask, label_grid_size, upsample_scores
@@ -140,13 +140,9 @@ class Segmenter:
         device: str | torch.device = "auto",
         backbone: Backbone | None = None,
         refiner: Refiner | None = None,
-        deterministic: bool = False,
     ) -> None:
         self.config = config or SegmenterConfig()
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        configure_determinism(self.device, deterministic)
-        if self.device.type == "cpu":
-            tune_cpu_allocator()
         self.backbone = (backbone or Backbone()).to(self.device)
         if refiner is None:
             refiner = resolve_refiner(self.config.refiner, self.device)
@@ -160,7 +156,6 @@ class Segmenter:
         #: Wait for the device before reading a timer (``vosseg benchmark`` turns it on; a normal
         #: run never synchronizes except to read the label map back).
         self.sync_timers = False
-        self.last_state: VideoState | None = None  #: the state of the latest :meth:`run`
         self._upsample_ops: dict[tuple, UpsampleOperator] = {}
         self._config_dict = json.loads(json.dumps(self.config.as_dict()))
 
@@ -172,16 +167,6 @@ class Segmenter:
     def load_state(self, path: str | Path) -> VideoState:
         """A state saved by :meth:`VideoState.save` with this engine's settings (ValueError otherwise)."""
         return VideoState.load(path, self.device, config=self._config_dict)
-
-    @property
-    def times(self) -> StageTimes:
-        """Stage times of the latest :meth:`run`."""
-        return self.last_state.times if self.last_state is not None else StageTimes()
-
-    def memory_bytes(self, state: VideoState | None = None) -> int:
-        """Bytes held by the sample memories of ``state`` (default: the latest run's)."""
-        state = state or self.last_state
-        return state.memory_bytes() if state is not None else 0
 
     def _autocast(self):
         """Autocast context for the backbone and the refiner (a no-op in float32)."""
@@ -235,7 +220,6 @@ class Segmenter:
         if not initial_masks and (state is None or state.num_objects == 0):
             raise ValueError("no initial masks given")
         state = state if state is not None else self.new_state()
-        self.last_state = state
         for image in frames:
             index = state.frame_index
             labels = self.step(state, image, initial_masks.get(index))

@@ -154,7 +154,7 @@ def run_real30(
             cfg = replace(cfg, target_features=str(path))
         key = (cfg.refiner, cfg.target_features)
         if key not in engines:
-            engines[key] = Segmenter(cfg, device=device, backbone=backbone)
+            engines[key] = Segmenter(cfg, device=device, backbone=backbone)  # (segment() configures the process)
         count = len(list((root / "masks" / seq).glob("*.png")))
         masks = [f"{f}:{root / 'masks' / seq / f'{f:05d}.png'}" for f in anchor_frames(anchors, count)]
         result = segment(root / "videos" / f"{seq}.mp4", masks, Path(out_root) / seq,

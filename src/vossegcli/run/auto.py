@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from vossegcli.engine.backbone import Backbone
-from vossegcli.engine.device import resolve_device, resolve_precision
+from vossegcli.engine.device import configure_process, resolve_device, resolve_precision
 from vossegcli.engine.mask_shape import label_parts, split_objects
 from vossegcli.engine.primary import PrimarySegmenter, load_primary
 from vossegcli.engine.refiner import load_refiner
@@ -350,7 +350,8 @@ def segment_auto(
         return _segment_cosnet(input_path, out_dir, auto, seg, identity, resume=resume, max_size=max_size,
                                progress=progress, notify=notify)
     # seed mode: the tracker and the primary-object network share one backbone
-    tracker = Segmenter(config, device=torch_device, deterministic=segment_kwargs.pop("deterministic", False))
+    configure_process(torch_device, segment_kwargs.get("deterministic", False))
+    tracker = Segmenter(config, device=torch_device)
     seg = load_primary_segmenter(auto, torch_device, precision, backbone=tracker.backbone)
     from vossegcli.run.segment import segment
 

@@ -11,7 +11,7 @@ import torch
 from vossegcli import __version__
 from vossegcli.engine.segmenter import Segmenter
 from vossegcli.engine.config import SegmenterConfig
-from vossegcli.engine.device import resolve_device
+from vossegcli.engine.device import configure_process, resolve_device
 from vossegcli.run.options import DEFAULT_MAX_SIZE
 from vossegcli.run.inputs import FrameSource, load_inputs, scale_start_masks
 from vossegcli.run.report import environment_info, peak_memory_mb
@@ -44,7 +44,8 @@ def run_benchmark(
                 break
     start_masks = scale_start_masks(masks, masks.labels, size, max_size)
     torch_device = resolve_device(device)
-    segmenter = Segmenter(config, device=torch_device, deterministic=deterministic)
+    configure_process(torch_device, deterministic)
+    segmenter = Segmenter(config, device=torch_device)
     segmenter.sync_timers = True  # per-stage times wait for the GPU (only here: a normal run never waits)
     segmenter.warm_up(frames[0])
     if torch_device.type == "cuda":
@@ -52,12 +53,13 @@ def run_benchmark(
         torch.cuda.reset_peak_memory_stats(torch_device)
     start = time.perf_counter()
     n = 0
-    for _ in segmenter.run(iter(frames), start_masks):
+    state = segmenter.new_state()
+    for _ in segmenter.run(iter(frames), start_masks, state):
         n += 1
         if progress:
             progress(n, len(frames))
     wall = time.perf_counter() - start
-    times = segmenter.times
+    times = state.times
     stages = {k: round(v, 4) for k, v in times.as_dict().items() if k != "frames"}
     h, w = frames[0].shape[:2]
     return {

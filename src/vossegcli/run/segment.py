@@ -34,7 +34,7 @@ import torch
 
 from vossegcli.engine.segmenter import Segmenter
 from vossegcli.engine.config import SegmenterConfig
-from vossegcli.engine.device import resolve_device
+from vossegcli.engine.device import configure_process, resolve_device
 from vossegcli.errors import InputError, Interrupted, MaskError, OutputError, RunInterrupted, VossegError
 from vossegcli.io.masks import MaskSet
 from vossegcli.io.video import FrameReader, TruncatedVideoError
@@ -158,7 +158,9 @@ def segment(
         torch_device = segmenter.device
     else:
         torch_device = resolve_device(device)
-        segmenter = Segmenter(config, device=torch_device, deterministic=deterministic)
+    configure_process(torch_device, deterministic)
+    if segmenter is None:
+        segmenter = Segmenter(config, device=torch_device)
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(torch_device)
     written_up_to = plan.last  # (frames 0..written_up_to are in out_dir now)
@@ -396,7 +398,7 @@ def segment(
         stage_seconds={k: round(v, 4) for k, v in stage_seconds.items()},
         engine_seconds=engine,
         fps=processed / engine if engine > 0 else float("nan"),
-        memory={**peak_memory_mb(torch_device), "sample_memory_mb": round(segmenter.memory_bytes(state) / 2**20, 1)},
+        memory={**peak_memory_mb(torch_device), "sample_memory_mb": round(state.memory_bytes() / 2**20, 1)},
         weights=weights_info(segmenter),
         platform=environment_info(torch_device),
         internal_width=work_size[0],

@@ -84,7 +84,8 @@ def load_cached(cache: Path, names: list[str]) -> list[CachedClip]:
 
 
 def synthetic_names(cache: Path) -> list[str]:
-    return sorted(p.stem for p in Path(cache).glob("synthetic-*.pt"))
+    # (not the refiner trainer's cached target models beside them, NAME.targets-SHA.pt)
+    return sorted(p.stem for p in Path(cache).glob("synthetic-*.pt") if "." not in p.stem)
 
 
 class AdapterTrainer:
