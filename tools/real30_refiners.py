@@ -2,7 +2,7 @@
 then one per fold, started from it, on the other 24 real sequences + synthetic clips.
 
     python tools/real30_refiners.py runs/r30 [--synthetic-steps 2000] [--fold-steps 300] [--only synthetic|folds|cache]
-        [--target-features none|DIR] [--synthetic FILE] [--cache DIR]
+        [--target-features none|DIR] [--synthetic FILE] [--cache DIR] [--width 48] [--threads N]
 
 Writes runs/r30/synthetic.pt and runs/r30/fold0.pt … fold4.pt (and a log of each run's loss curve,
 runs/r30/<name>/history.json). All runs share one feature cache (runs/r30/cache); a finished run
@@ -58,12 +58,16 @@ def main() -> None:
     ap.add_argument("--synthetic", type=Path, default=None, help="the synthetic refiner the folds start from "
                     "(default OUT/synthetic.pt)")
     ap.add_argument("--cache", type=Path, default=None, help="feature cache (default OUT/cache)")
+    ap.add_argument("--width", type=int, default=32, help="the refiner's width (the shipped one: 32)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     cache = str(args.cache or out / "cache")
     synthetic = args.synthetic or out / "synthetic.pt"
-    base = dict(data=str(args.data), cache=cache, seed=0)
+    base = dict(data=str(args.data), cache=cache, seed=0, refiner_width=args.width)
     adapter = (lambda k: "none") if args.target_features == "none" else \
         (lambda k: str(Path(args.target_features) / f"fold{k}.pt"))
     if args.only == "cache":  # the real sequences' features and target models, for the fold runs
