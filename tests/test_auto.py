@@ -427,3 +427,20 @@ def test_auto_objects_resumed_after_a_discovery_writes_what_an_uninterrupted_run
     assert result.exit_code == 0, result.output
     assert "resuming exactly" in result.output
     assert {p.name: p.read_bytes() for p in stopped.glob("[0-9]*.png")} == expected
+
+
+def test_proposer_option_needs_objects_and_an_existing_file_and_is_recorded(tmp_path):
+    frames, _ = _two_object_clip(tmp_path)
+    alone = runner.invoke(app, ["segment", str(frames), "--auto", "--proposer", "parts", "--out", str(tmp_path / "a")])
+    assert alone.exit_code == 2 and "--proposer chooses how the objects of --objects" in alone.output
+    missing = runner.invoke(app, ["segment", str(frames), "--auto", "--objects", "all", "--proposer",
+                                  str(tmp_path / "no.pt"), "--out", str(tmp_path / "b")])
+    assert missing.exit_code == 2 and "no.pt: no such file" in missing.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    out = tmp_path / "c"
+    done = runner.invoke(app, ["segment", str(frames), "--auto", "--objects", "all", "--proposer", "parts",
+                               "--preset", "fast", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    record = json.loads((out / ".vosseg-auto.json").read_text())
+    assert record["identity"]["auto"]["proposer"] == "parts" and "instances_sha256" not in record["identity"]
+    assert "--proposer parts" in json.loads((out / ".vosseg-run.json").read_text())["command"]

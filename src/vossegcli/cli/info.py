@@ -34,6 +34,14 @@ def _primary_info() -> dict:
                         scores=lambda e: (e.get("scores") or {}).get("summary", {}))
 
 
+def _instances_info() -> dict:
+    from vossegcli.engine.weights import shipped_info
+
+    return shipped_info("instances", "object proposer (--auto --objects)",
+                        "none shipped: --objects proposes the primary object's parts",
+                        scores=lambda e: e.get("scores") or {})
+
+
 @app.command(
     cls=_Command,
     epilog="Examples:\n\n  vosseg info                 # device, GPU (and why not), install check, weights\n\n"
@@ -81,7 +89,7 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) 
             },
             _refiner_info(),
             _target_features_info(),
-            _primary_info(),
+            _primary_info(), _instances_info(),
         ],
     }
     if json_out:

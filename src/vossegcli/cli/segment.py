@@ -86,7 +86,7 @@ def _report_run(result, report: Optional[Path], json_out: bool) -> bool:
 def _segment_auto(
     input_path: Optional[Path], mask: Optional[List[str]], out: Optional[Path], report: Optional[Path], force: bool,
     resume: bool, json_out: bool, auto: bool, auto_mode: str, references: int, seed_window: int, dry_run: bool,
-    objects: str, options: dict,
+    objects: str, proposer: str, options: dict,
 ) -> None:
     """``vosseg segment --auto``: find the primary object (see :mod:`vossegcli.run.auto`). ``options``: the
     run options (run/options.py's table)."""
@@ -116,7 +116,9 @@ def _segment_auto(
             raise VossegError(f"--objects {objects}: give a number of objects (1 to 32) or all")
         if count != 1 and not auto:
             raise VossegError("--objects goes with --auto (with masks, every object you give is segmented)")
-        cfg = AutoConfig(mode=auto_mode, references=references, seed_window=seed_window, objects=count)
+        if proposer != "default" and count == 1:
+            raise VossegError("--proposer chooses how the objects of --objects N or all are found: add --objects")
+        cfg = AutoConfig(mode=auto_mode, references=references, seed_window=seed_window, objects=count, proposer=proposer)
         out = out if out is not None else _default_out(input_path)
         from vossegcli.io.video import open_frames
 
@@ -148,7 +150,8 @@ def _segment_auto(
         flags = ["--auto"] + (["--auto-mode", auto_mode] if auto_mode != "seed" else []) + (
             ["--references", str(references)] if references != 5 else []) + (
             ["--seed-window", str(seed_window)] if seed_window != 10 else []) + (
-            ["--objects", "all" if count == 0 else str(count)] if count != 1 else [])
+            ["--objects", "all" if count == 0 else str(count)] if count != 1 else []) + (
+            ["--proposer", proposer] if proposer != "default" else [])
         command = _segment_command(input_path, None, out, {**options, "snap_mask": False}, flags)
         extra = {} if auto_mode == "cosnet" else {
             "deterministic": deterministic, "state_every": state_every, "bidirectional": bidirectional}
@@ -259,8 +262,14 @@ def segment(
     ),
     objects: str = typer.Option(
         "1", "--objects", metavar="N|all",
-        help="With --auto: segment up to N objects (the separate salient objects of the seed frame, largest first, "
-        "ids 1..N); all = every one found. 1 = the primary object as one object.",
+        help="With --auto: segment up to N objects (the objects of the seed frame, largest first, ids 1..N, and "
+        "objects entering later); all = every one found. 1 = the primary object as one object.",
+    ),
+    proposer: str = typer.Option(
+        "default", "--proposer", metavar="default|parts|FILE",
+        help="With --auto --objects: what finds the seed frame's objects: default = the shipped instance decoder "
+        "(RVOS; tells touching objects apart), parts = the separate parts of the primary object's mask, or a file "
+        "written by vosseg train-instances.",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run",
@@ -291,7 +300,7 @@ def segment(
                               "--dry-run once, then segment and correct with --mask OUT/proposal.png")
     if auto or dry_run:
         _segment_auto(input_path, mask, out, report, force, resume, json_out, auto, auto_mode, references, seed_window,
-                      dry_run, objects, options)
+                      dry_run, objects, proposer, options)
         return
     with _segment_errors(), _stop_on_signals():
         config = engine_config(options)

@@ -181,3 +181,28 @@ def train_target_features(
         train_main(args)
     except VossegError as error:
         _fail(error)
+
+
+_INSTANCES_EXAMPLE = "Example:\n\n  vosseg train-instances --data ../shared/data --out runs/rvos/instances.pt --steps 1500"
+
+
+@app.command("train-instances", cls=_Command, epilog=_INSTANCES_EXAMPLE)
+def train_instances(
+    out: Path = typer.Option(..., help="The instance-decoder weights file to write (use it with --proposer FILE)."),
+    data: Path = typer.Option(..., help="Folder holding davis16-train/ and duts-tr/ (e.g. ../shared/data)."),
+    threads: int = EngineOptions.threads,
+    steps: int = typer.Option(1500, help="Optimizer steps (4 windows of 4 frames each)."),
+    synthetic: int = typer.Option(160, help="Synthetic multi-object clips rendered for training."),
+    cache: Path = typer.Option(Path("runs/instances-cache"), help="Where the rendered clips' backbone features are kept."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Train RVOS's recurrent instance decoder (the object proposer of --auto --objects), zero-shot, on synthetic
+    multi-object clips (DUTS-TR training objects) and davis16-train composites. Prints the loss every 50 steps."""
+    _use_threads(threads, "cpu")
+    from vossegcli.train.instances import main as train_main
+
+    try:
+        train_main([str(out), "--data", str(data), "--cache", str(cache), "--steps", str(steps),
+                    "--synthetic", str(synthetic), "--seed", str(seed)])
+    except VossegError as error:
+        _fail(error)

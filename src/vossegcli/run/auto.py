@@ -38,7 +38,7 @@ from vossegcli.engine.device import configure_process, resolve_device, resolve_p
 from vossegcli.engine.mask_shape import label_parts, split_objects
 from vossegcli.engine.primary import PrimarySegmenter, load_primary
 from vossegcli.engine.refiner import load_refiner
-from vossegcli.engine.weights import shipped_path
+from vossegcli.engine.weights import shipped_path, weights_file
 from vossegcli.files import sha256_of
 from vossegcli.engine.segmenter import Segmenter
 from vossegcli.engine.config import SegmenterConfig
@@ -81,6 +81,10 @@ class AutoConfig:
     #: frame as up to N objects, largest first (ids 1..N), and parts entering later as new ones;
     #: 0 = all (up to the engine's MAX_OBJECTS).
     objects: int = 1
+    #: With ``objects`` != 1, what proposes the seed frame's objects: "default" (the shipped RVOS
+    #: instance decoder, :mod:`vossegcli.engine.rvos`: auto-multi 39.50 against 35.80 for parts),
+    #: a file of it, or "parts" (the primary-object mask's separate parts).
+    proposer: str = "default"
 
     def __post_init__(self) -> None:
         if self.mode not in AUTO_MODES:
@@ -91,6 +95,9 @@ class AutoConfig:
             raise VossegError(f"--seed-window {self.seed_window}: must be at least 1")
         if not 0 <= self.objects <= MAX_OBJECTS:
             raise VossegError(f"--objects {self.objects}: choose 1 to {MAX_OBJECTS}, or all")
+        if self.proposer not in ("default", "parts") and not Path(self.proposer).expanduser().is_file():
+            raise VossegError(f"--proposer {self.proposer}: no such file; give default, parts or a file written by "
+                              "vosseg train-instances")
         if self.objects != 1 and self.mode != "seed":
             raise VossegError("--objects needs --auto-mode seed (cosnet mode segments one primary object)")
 
@@ -202,6 +209,48 @@ def _seed_objects(mask: np.ndarray, objects: int) -> np.ndarray:
     return ids if ids.any() else mask.astype(np.uint8)
 
 
+def instance_weights(auto: AutoConfig) -> Path | None:
+    """The instance-decoder file ``auto.proposer`` names (None: "parts", or "default" with none shipped)."""
+    if auto.proposer == "parts":
+        return None
+    path, _ = weights_file("instances", auto.proposer, with_sha256=False)
+    return path
+
+
+def _instance_seed(source: FrameSource, best: int, auto: AutoConfig, seg: PrimarySegmenter, weights: Path) -> np.ndarray:
+    """The seed frame's objects from RVOS's instance decoder (``weights``) run over frames 0..``best``
+    (its recurrence): uint8 ids at the engine's size, largest first, at most ``auto.objects`` (0:
+    all), parts under MIN_AREA_FRACTION of the frame dropped. (Splitting the primary-object
+    network's foreground by the decoder's slots instead measured lower: docs/RESULTS.md.)"""
+    from vossegcli.engine.rvos import instance_labels, load_instances
+
+    try:
+        net = load_instances(weights, seg.device)
+    except Exception as exc:  # unreadable or not ours
+        raise VossegError(f"{weights}: cannot load instance-decoder weights ({type(exc).__name__}); give a file "
+                          "written by vosseg train-instances, or --proposer parts") from exc
+    state, labels = None, None
+    frames = source.frames(0)
+    try:
+        with torch.inference_mode():
+            for frame in frames:
+                logits, scores, state = net(seg.features(frame.image), state)
+                if frame.index >= best:
+                    labels = instance_labels(logits[0], scores[0], frame.image.shape[:2])
+                    break
+    finally:
+        frames.close()
+    if labels is None:
+        return np.zeros((1, 1), np.uint8)
+    min_area = max(1, int(MIN_AREA_FRACTION * labels.size))
+    areas = sorted(((int((labels == i).sum()), i) for i in np.unique(labels) if i), reverse=True)
+    keep = [i for a, i in areas if a >= min_area][: auto.objects or MAX_OBJECTS]
+    out = np.zeros_like(labels)
+    for new, old in enumerate(keep, start=1):
+        out[labels == old] = new
+    return out
+
+
 def _like_seed(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
     """An early frame's foreground (bool) → ids: each of its parts takes the seed id it overlaps most
     (parts that overlap no seed object are dropped)."""
@@ -252,7 +301,13 @@ def propose(input_path: Path, auto: AutoConfig, *, seg: PrimarySegmenter, max_si
         if best is None:
             raise VossegError(f"{input_path}: no primary object found in any of its {len(candidates)} frames; {NO_OBJECT_HINT}")
         size = (info.width, info.height)
-        seed = _seed_objects(masks[best], auto.objects)
+        decoder = instance_weights(auto) if auto.objects != 1 else None
+        if decoder is not None:
+            seed = _instance_seed(source, best, auto, seg, decoder)
+            if not seed.any():  # the decoder proposes nothing there: the primary object's parts
+                seed = _seed_objects(masks[best], auto.objects)
+        else:
+            seed = _seed_objects(masks[best], auto.objects)
         return Proposal(
             frame=best, name=reader.frame_name(best), confidence=candidates[best][1],
             mask=_to_input_size(seed, size), references=used, candidates=candidates,
@@ -297,8 +352,9 @@ def dry_run(input_path: Path, auto: AutoConfig, out_dir: Path, *, device: str = 
 def _auto_identity(input_path: Path, auto: AutoConfig) -> dict:
     weights = primary_weights_file(auto.weights)
     path = Path(input_path).expanduser().resolve()
+    decoder = instance_weights(auto) if auto.objects != 1 else None
     return {"input": str(path), "bytes": path.stat().st_size if path.is_file() else None, "auto": auto.as_dict(),
-            "primary_sha256": sha256_of(weights)}
+            "primary_sha256": sha256_of(weights), **({"instances_sha256": sha256_of(decoder)} if decoder else {})}
 
 
 def _holds_other_files(out_dir: Path) -> bool:
