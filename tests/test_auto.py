@@ -333,7 +333,7 @@ def test_objects_discovery_adds_untracked_parts_every_few_frames_within_the_limi
     previous[5:15, 5:15] = 1
     image = np.zeros((40, 60, 3), np.uint8)
     every = auto_module.DISCOVER_EVERY
-    discover = auto_module._discoverer(frames, AutoConfig(objects=0), fake, None, 1, 3, None)
+    discover = auto_module._discoverer(frames, AutoConfig(objects=0, proposer="parts"), fake, None, 1, 3, None)
     assert discover(3 + every - 1, image, previous, [1]) is None  # not a discovery frame
     new = discover(3 + every, image, previous, [1])
     assert set(np.unique(new).tolist()) == {0, 2} and new[25, 45] == 2 and new[8, 8] == 0
@@ -341,8 +341,30 @@ def test_objects_discovery_adds_untracked_parts_every_few_frames_within_the_limi
     covered = previous.copy()
     covered[20:35, 40:55] = 1
     assert discover(3 + every, image, covered, [1]) is None  # everything is tracked already
-    limited = auto_module._discoverer(frames, AutoConfig(objects=1), fake, None, 1, 3, None)
+    limited = auto_module._discoverer(frames, AutoConfig(objects=1, proposer="parts"), fake, None, 1, 3, None)
     assert limited(3 + every, image, previous, [1]) is None
+
+
+def test_objects_discovery_with_the_instance_decoder_adds_its_untracked_objects(tmp_path, monkeypatch):
+    import torch
+    from types import SimpleNamespace
+
+    import vossegcli.engine.rvos as rvos
+    from vossegcli.run import auto as auto_module
+
+    logits = torch.full((1, 5, 5, 8), -9.0)  # stride-8 grid of a 40x64 frame
+    logits[0, 0, 0:2, 0:2] = 9.0  # slot 0: the tracked object
+    logits[0, 1, 3:5, 5:8] = 9.0  # slot 1: a new one
+    scores = torch.tensor([[5.0, 5.0, -5.0, -5.0, -5.0]])
+    monkeypatch.setattr(rvos, "load_instances", lambda path, device: (lambda feats, state=None: (logits, scores, None)))
+    monkeypatch.setattr(auto_module, "instance_weights", lambda auto: tmp_path / "decoder.pt")
+    fake = SimpleNamespace(features=lambda image: None, device="cpu")
+    previous = np.zeros((40, 64), np.uint8)
+    previous[0:16, 0:16] = 1
+    every = auto_module.DISCOVER_EVERY
+    discover = auto_module._discoverer(tmp_path, AutoConfig(objects=0), fake, None, 1, 0, None)
+    new = discover(every, np.zeros((40, 64, 3), np.uint8), previous, [1])
+    assert set(np.unique(new).tolist()) == {0, 2} and new[35, 60] == 2 and new[4, 4] == 0
 
 
 def _fake_samples(n, seed):

@@ -449,22 +449,38 @@ NEW_OBJECT_OVERLAP = 0.2
 def _discoverer(input_path: Path, auto: AutoConfig, seg: PrimarySegmenter, max_size: int | None, seeded: int,
                 seed_frame: int, notify: Callable[[str], None] | None):
     """``discover`` for :func:`vossegcli.run.segment.segment`: every DISCOVER_EVERY frames after the
-    seed frame, the primary-object network's foreground parts that the tracked objects do not
-    cover become new objects (the next ids; at most ``auto.objects`` objects in all, 0: no limit).
-    Deterministic in the frames, so a resumed run finds the same objects."""
-    with FrameSource.open(input_path, max_size) as source:
-        refs, _ = collect_references(seg, source, auto.references, source.reader.count_frames())
+    seed frame, the objects the proposer finds on the frame (the instance decoder's, on that frame
+    alone; with ``--proposer parts`` the primary-object network's foreground parts) that the tracked
+    objects do not cover become new objects (the next ids; at most ``auto.objects`` objects in all,
+    0: no limit). Deterministic in the frames, so a resumed run finds the same objects."""
     limit = auto.objects or MAX_OBJECTS
+    weights = instance_weights(auto)
+    decoder, refs = None, None
+    if weights is not None:
+        from vossegcli.engine.rvos import instance_labels, load_instances
+
+        decoder = load_instances(weights, seg.device)
+    else:
+        with FrameSource.open(input_path, max_size) as source:
+            refs, _ = collect_references(seg, source, auto.references, source.reader.count_frames())
 
     def discover(index: int, image: np.ndarray, previous: np.ndarray | None, ids: list[int]) -> np.ndarray | None:
         if previous is None or index <= seed_frame or (index - seed_frame) % DISCOVER_EVERY or len(ids) >= limit:
             return None
-        pred = seg.predict(image, refs)
-        parts = split_objects(pred.mask, 0, max(1, int(MIN_AREA_FRACTION * pred.mask.size)))
+        min_area = max(1, int(MIN_AREA_FRACTION * image.shape[0] * image.shape[1]))
+        if decoder is not None:
+            with torch.inference_mode():
+                logits, scores, _ = decoder(seg.features(image))
+            parts = instance_labels(logits[0], scores[0], image.shape[:2])
+        else:
+            pred = seg.predict(image, refs)
+            parts = split_objects(pred.mask, 0, min_area)
         new = np.zeros(parts.shape, np.uint8)
         next_id, count = max(ids + [seeded]) + 1, len(ids)
         for k in range(1, int(parts.max()) + 1):
             part = parts == k
+            if part.sum() < min_area:
+                continue
             if count >= limit or next_id >= VOID_ID:
                 break
             if (previous[part] > 0).mean() <= NEW_OBJECT_OVERLAP:
