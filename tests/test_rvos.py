@@ -128,3 +128,16 @@ def test_train_instances_without_data_says_where_to_point_it_and_writes_nothing(
     result = run_cli("train-instances", "--out", tmp_path / "i.pt", "--data", tmp_path / "nothing")
     assert result.exit_code == 2 and "no davis16-train data here" in result.output and "--data" in result.output
     assert not (tmp_path / "i.pt").exists()
+
+
+def test_training_can_continue_from_trained_weights_with_their_statistics():
+    torch.manual_seed(0)
+    start = InstanceDecoder(SMALL)
+    start.set_statistics([torch.randn(4, c, 2, 2) * 3 + 1 for c in (352, 120, 48)])
+    trainer = InstanceTrainer(InstanceTrainConfig(steps=1, batch=1, window=2), _toy_clips(2), log=lambda s: None, init=start)
+    assert trainer.net.config == SMALL
+    for key, value in start.state_dict().items():
+        assert torch.equal(trainer.net.state_dict()[key], value), key
+    trainer.train()
+    assert not torch.equal(trainer.net.mask_head.weight, start.mask_head.weight)
+    assert torch.equal(trainer.net.mean, start.mean)

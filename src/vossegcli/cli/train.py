@@ -195,6 +195,7 @@ def train_instances(
     synthetic: int = typer.Option(160, help="Synthetic multi-object clips rendered for training."),
     cache: Path = typer.Option(Path("runs/instances-cache"), help="Where the rendered clips' backbone features are kept."),
     seed: int = typer.Option(0, help="Random seed."),
+    init: Optional[Path] = typer.Option(None, help="Continue from these instance-decoder weights."),
 ) -> None:
     """Train RVOS's recurrent instance decoder (the object proposer of --auto --objects), zero-shot, on synthetic
     multi-object clips (DUTS-TR training objects) and davis16-train composites. Prints the loss every 50 steps."""
@@ -203,6 +204,6 @@ def train_instances(
 
     try:
         train_main([str(out), "--data", str(data), "--cache", str(cache), "--steps", str(steps),
-                    "--synthetic", str(synthetic), "--seed", str(seed)])
+                    "--synthetic", str(synthetic), "--seed", str(seed)] + (["--init", str(init)] if init else []))
     except VossegError as error:
         _fail(error)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from vossegcli.datasets.roots import davis16_root, duts_root, duts_split, split_sequences
 from vossegcli.engine.backbone import Backbone
-from vossegcli.engine.rvos import InstanceConfig, InstanceDecoder, save_instances
+from vossegcli.engine.rvos import InstanceConfig, InstanceDecoder, load_instances, save_instances
 from vossegcli.eval.assignment import best_assignment
 from vossegcli.eval.auto_multi import PAIR_SIZE, multi_clip, pair_clip
 from vossegcli.eval.synth import _Pool
@@ -156,16 +156,20 @@ def window_loss(logits: torch.Tensor, scores: torch.Tensor, targets: torch.Tenso
 
 
 class InstanceTrainer:
-    def __init__(self, config: InstanceTrainConfig, clips: list[dict], log=print) -> None:
+    def __init__(self, config: InstanceTrainConfig, clips: list[dict], log=print,
+                 init: InstanceDecoder | None = None) -> None:
         self.cfg = config
         self.log = log
         torch.manual_seed(config.seed)
         self.rng = random.Random(config.seed)
         self.synthetic = [c for c in clips if c["name"].startswith("multi-")]
         self.real = [c for c in clips if not c["name"].startswith("multi-")]
-        self.net = InstanceDecoder(InstanceConfig())
-        frames = [self.rng.choice(c["levels"]) for c in self.rng.choices(clips, k=64)]
-        self.net.set_statistics([torch.stack([f[k] for f in frames]) for k in LEVEL_NAMES])
+        self.net = InstanceDecoder(init.config if init is not None else InstanceConfig())
+        if init is not None:  # continue from trained weights (their input statistics too)
+            self.net.load_state_dict(init.state_dict())
+        else:
+            frames = [self.rng.choice(c["levels"]) for c in self.rng.choices(clips, k=64)]
+            self.net.set_statistics([torch.stack([f[k] for f in frames]) for k in LEVEL_NAMES])
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.step = 0
         self.history: list[dict] = []
@@ -229,12 +233,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--synthetic", type=int, default=160)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", type=Path, default=None, help="continue from these instance-decoder weights")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     cfg = InstanceTrainConfig(steps=args.steps, synthetic=args.synthetic, seed=args.seed)
     clips = build_cache(args.data, args.cache, cfg, log=lambda s: print(s, flush=True))
     print(json.dumps({"clips": len(clips), "seconds": round(time.perf_counter() - t0)}), flush=True)
-    trainer = InstanceTrainer(cfg, clips, log=lambda s: print(s, flush=True))
+    init = load_instances(args.init) if args.init else None
+    trainer = InstanceTrainer(cfg, clips, log=lambda s: print(s, flush=True), init=init)
     trainer.train()
     command = " ".join(["vosseg train-instances", *(argv if argv is not None else sys.argv[1:])])
     trainer.save(args.out, {"command": command, "wall_seconds": round(time.perf_counter() - t0)})
