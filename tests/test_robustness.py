@@ -97,9 +97,6 @@ class FakeSegmenter:
         self.backbone = SimpleNamespace(weights_path="fake.pth", weights_sha256=lambda: "0" * 64)
         self.precision = "fp32"
 
-    def memory_bytes(self, state=None) -> int:
-        return 0
-
     def new_state(self):
         record = {"initial": {}, "shapes": []}
         FakeSegmenter.calls.append(record)
@@ -136,6 +133,9 @@ class FakeState:
 
     def save(self, path) -> None:
         pass
+
+    def memory_bytes(self) -> int:
+        return 0
 
 
 @pytest.fixture
