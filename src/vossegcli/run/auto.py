@@ -82,7 +82,7 @@ class AutoConfig:
     #: 0 = all (up to the engine's MAX_OBJECTS).
     objects: int = 1
     #: With ``objects`` != 1, what proposes the seed frame's objects: "default" (the shipped RVOS
-    #: instance decoder, :mod:`vossegcli.engine.rvos`: auto-multi 39.50 against 35.80 for parts),
+    #: instance decoder, :mod:`vossegcli.engine.rvos`: auto-multi 40.87 against 35.80 for parts),
     #: a file of it, or "parts" (the primary-object mask's separate parts).
     proposer: str = "default"
 
