@@ -22,28 +22,32 @@ from support import runner
 FRAMES = 20
 
 
+def _background(scene, t):
+    """The sample's panning background at its frame ``t``, supersampled (float64)."""
+    ss = sample.SUPERSAMPLE
+    u = t / (sample.NUM_FRAMES - 1)
+    ox = int(round(scene.pan[0] * u * ss))
+    oy = int(round(scene.pan[1] * (0.5 - 0.5 * math.cos(math.pi * u)) * ss))
+    return scene.background[oy:oy + sample.HEIGHT * ss, ox:ox + sample.WIDTH * ss].astype(np.float64)
+
+
 def _ellipse_clip(folder, poses_of):
     """The sample's panning background with red spotted ellipses posed by ``poses_of(k, pose)`` (the
     sample's own pose of frame 3k in, one pose per ellipse out): 20 frames (every third of the
     sample's 72) as PNGs, and per frame each ellipse's ground truth."""
     scene = sample._Scene(3)
-    ss = sample.SUPERSAMPLE
-    h, w = sample.HEIGHT * ss, sample.WIDTH * ss
     yy, xx = np.mgrid[0:sample.HEIGHT, 0:sample.WIDTH].astype(np.float64) + 0.5
     frames_dir = folder / "frames"
     frames_dir.mkdir()
     truth = []
     for k, t in enumerate(range(0, 3 * FRAMES, 3)):
-        u = t / (sample.NUM_FRAMES - 1)
-        ox = int(round(scene.pan[0] * u * ss))
-        oy = int(round(scene.pan[1] * (0.5 - 0.5 * math.cos(math.pi * u)) * ss))
-        img = scene.background[oy:oy + h, ox:ox + w].astype(np.float64)
+        img = _background(scene, t)
         one, _ = scene.poses(t)
         masks = []
         for pose in poses_of(k, one):
             sample._paint_ellipse(img, pose, scene)
             masks.append(sample._ellipse_inside(*sample._local(xx, yy, pose), scene))
-        img = img.reshape(sample.HEIGHT, ss, sample.WIDTH, ss, 3).mean(axis=(1, 3))
+        img = img.reshape(sample.HEIGHT, sample.SUPERSAMPLE, sample.WIDTH, sample.SUPERSAMPLE, 3).mean(axis=(1, 3))
         Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).save(frames_dir / f"{k:05d}.png")
         truth.append(masks)
     return frames_dir, truth
@@ -291,6 +295,90 @@ def test_auto_objects_all_finds_two_separate_objects_and_keeps_their_ids(tmp_pat
         ious[left_id].append(region_similarity(labels == left_id, left))
         ious[right_id].append(region_similarity(labels == right_id, right))
     assert min(np.mean(v) for v in ious.values()) > 0.7
+
+
+def _entering_clip(folder, frames=30, enter=6):
+    """The sample's red spotted ellipse drifting on the left, and its teal pentagon entering from
+    the right edge at frame ``enter`` (fully inside from frame ``enter`` + 5): PNGs and per frame the
+    two objects' ground truth (ellipse, pentagon)."""
+    scene = sample._Scene(3)
+    yy, xx = np.mgrid[0:sample.HEIGHT, 0:sample.WIDTH].astype(np.float64) + 0.5
+    frames_dir = folder / "frames"
+    frames_dir.mkdir()
+    truth = []
+    for k in range(frames):
+        img = _background(scene, 3 * k)
+        one, two = scene.poses(3 * k)
+        ellipse = replace(one, cx=100 + k, cy=110)
+        pentagon = replace(two, cx=max(230, sample.WIDTH + 60 - max(0, k - enter) * 18), cy=150)
+        sample._paint_ellipse(img, ellipse, scene)
+        sample._paint_pentagon(img, pentagon, scene)
+        inside_e = sample._ellipse_inside(*sample._local(xx, yy, ellipse), scene)
+        inside_p = sample._pentagon_inside(*sample._local(xx, yy, pentagon), scene)
+        img = img.reshape(sample.HEIGHT, sample.SUPERSAMPLE, sample.WIDTH, sample.SUPERSAMPLE, 3).mean(axis=(1, 3))
+        Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).save(frames_dir / f"{k:05d}.png")
+        truth.append((inside_e, inside_p & ~inside_e))
+    return frames_dir, truth
+
+
+def test_auto_objects_all_finds_an_object_entering_later_and_keeps_both_ids(tmp_path):
+    """The ellipse is the only object on the seed frame; the pentagon enters after it, and the
+    ellipse's target model starts spreading onto it: the next discovery gives it its own id, and
+    from then on each id covers its own object (IoU > 0.7 on every frame)."""
+    frames, truth = _entering_clip(tmp_path)
+    out = tmp_path / "auto"
+    result = runner.invoke(app, ["segment", str(frames), "--auto", "--objects", "all", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "object 2 found entering at frame" in result.output
+    found = int(result.output.split("object 2 found entering at frame")[1].split()[0])
+    assert found <= 6 + 5 + 10  # within one discovery interval of the pentagon being fully inside
+    for k, (ellipse, pentagon) in enumerate(truth):
+        labels = read_label_png(out / f"{k:05d}.png")
+        assert set(np.unique(labels).tolist()) <= {0, 1, 2}, k
+        if k < found:
+            continue
+        assert region_similarity(labels == 1, ellipse) > 0.7, k
+        assert region_similarity(labels == 2, pentagon) > 0.7, k
+
+
+def test_untracked_parts_catches_a_tracked_object_spreading_onto_a_separate_newcomer():
+    from vossegcli.run.auto import untracked_parts
+
+    parts = np.zeros((60, 80), np.uint8)
+    parts[5:20, 5:20] = 1  # object 1's home
+    parts[30:55, 50:75] = 2  # a newcomer far from it
+    previous = np.zeros((60, 80), np.uint8)
+    previous[5:20, 5:20] = 1
+    previous[30:45, 50:75] = 1  # object 1 has spread over 60 % of the newcomer
+    (new,) = untracked_parts(parts, previous, min_area=10)
+    assert (new == (parts == 2)).all()  # the whole part, carved out of object 1
+    previous[5:20, 5:20] = 0  # object 1 lives only on part 2 now: part 2 is its home, and not new
+    (new,) = untracked_parts(parts, previous, min_area=10)
+    assert (new == (parts == 1)).all()  # (part 1, untracked now, is)
+
+
+def test_untracked_parts_never_splits_an_object_the_proposer_cut_in_two():
+    from vossegcli.run.auto import untracked_parts
+
+    parts = np.zeros((60, 80), np.uint8)
+    parts[10:40, 10:30] = 1
+    parts[10:40, 30:45] = 2  # the same object's other half, touching it
+    previous = np.zeros((60, 80), np.uint8)
+    previous[10:40, 10:45] = 1
+    assert untracked_parts(parts, previous, min_area=10) == []
+
+
+def test_untracked_parts_joins_touching_new_parts_and_keeps_apart_ones_apart():
+    from vossegcli.run.auto import untracked_parts
+
+    parts = np.zeros((60, 80), np.uint8)
+    parts[10:30, 10:20] = 1
+    parts[10:30, 20:28] = 2  # touches part 1: one new object
+    parts[40:55, 60:75] = 3  # apart: another
+    parts[0:2, 78:80] = 4  # a speck
+    found = untracked_parts(parts, np.zeros((60, 80), np.uint8), min_area=10)
+    assert sorted(tuple(np.unique(parts[f]).tolist()) for f in found) == [(1, 2), (3,)]
+    assert all((f == np.isin(parts, np.unique(parts[f]))).all() for f in found)  # whole parts
 
 
 def test_objects_goes_with_auto_and_takes_a_number_or_all(tmp_path):
