@@ -132,11 +132,14 @@ def test_spatial_window_is_one_around_the_moved_box_decays_outside_and_is_off_fo
     assert torch.equal(win[1], torch.ones(1, 10, 20))
 
 
-def test_local_maxima_are_found_best_first_above_the_minimum():
-    s = torch.zeros(8, 8)
-    s[1, 1], s[5, 6], s[6, 6], s[3, 3] = 0.9, 0.5, 0.7, 0.1
-    peaks = local_maxima(s, min_score=0.2, k=5)
-    assert [(y, x) for y, x, _ in peaks] == [(1, 1), (6, 6)]
+def test_local_maxima_are_found_best_first_above_each_maps_minimum():
+    s = torch.zeros(2, 8, 8)
+    s[0, 1, 1], s[0, 5, 6], s[0, 6, 6], s[0, 3, 3] = 0.9, 0.5, 0.7, 0.1
+    s[1] = s[0]
+    values, index = local_maxima(s, torch.tensor([0.2, 0.8]), k=5)
+    found = [[(int(i) // 8, int(i) % 8) for v, i in zip(vs, ix) if v > -float("inf")] for vs, ix in zip(values, index)]
+    assert found == [[(1, 1), (6, 6)], [(1, 1)]]  # (5, 6) is beside a higher score; (3, 3) below the minimum
+    assert values[0, :2].tolist() == pytest.approx([0.9, 0.7])
 
 
 def test_frame_descriptor_tells_a_new_scene_from_the_same_scene():

@@ -16,8 +16,8 @@ from vossegcli.engine.device import to_host
 from vossegcli.engine.geometry import FEATURE_STRIDE, downsample_mask
 from vossegcli.engine.mask_shape import part_areas, real_parts, scattered
 from vossegcli.engine.presence import (
-    OWNER_STRIDE, STATUS_NAMES, Assessment, FrameDiagnostics, PresenceConfig, Status, after_frame, frame_descriptor,
-    ownership_penalties,
+    OWNER_STRIDE, STATUS_NAMES, Assessment, Decisions, FrameDiagnostics, PresenceConfig, Status, after_frame,
+    frame_descriptor, ownership_penalties, settle,
 )
 from vossegcli.engine.reid import mask_boxes, region_embeddings
 from vossegcli.engine.state import VideoState
@@ -26,12 +26,12 @@ from vossegcli.engine.target_model import project_frame, score_projected_batched
 
 def apply_ownership(state: VideoState, cfg: PresenceConfig, assessment: Assessment, logits: Tensor) -> Tensor:
     """Logits (N, H, W) less the ownership penalties (:func:`~vossegcli.engine.presence.ownership_penalties`)
-    when two or more objects are drawn and their previous masks are known."""
+    when two or more objects are tracked and their previous masks are known (an object not written
+    on this frame owns nothing; its own logits are dropped by the caller)."""
     p = state.presence
-    written = [assessment.written(i) for i in range(state.num_objects)]
-    if cfg.ownership_penalty <= 0 or p.owner is None or p.owner.shape[0] != state.num_objects or sum(written) < 2:
+    if cfg.ownership_penalty <= 0 or p.owner is None or p.owner.shape[0] != state.num_objects or state.num_objects < 2:
         return logits
-    penalty = ownership_penalties(p.owner, p.velocity, written, cfg.ownership_reach)
+    penalty = ownership_penalties(p.owner, p.velocity, assessment.written, cfg.ownership_reach)
     h, w = logits.shape[-2:]
     up = F.interpolate(penalty[:, None], scale_factor=OWNER_STRIDE, mode="bilinear", align_corners=False)[:, 0, :h, :w]
     return logits - cfg.ownership_penalty * up
@@ -41,8 +41,10 @@ def diagnose(state: VideoState, config: SegmenterConfig, assessment: Assessment,
              logits: Tensor) -> np.ndarray:
     """Per-object area, mean probability and parts of the written masks → ``state.diagnostics``
     (a written mask scattered over many separate parts is reported ``uncertain``, with the reason);
-    then the presence state's boxes and velocities (from the written masks), references and templates.
-    Returns the label map (H, W) uint8 on the host: read with the diagnostics in one transfer."""
+    then the presence state: the frame's decisions (:func:`~vossegcli.engine.presence.settle`),
+    boxes and velocities (from the written masks), references and templates.
+    Returns the label map (H, W) uint8 on the host: the frame's one read from the device, with the
+    presence decisions and the diagnostics."""
     ids = state.objects.ids_tensor(labels.device)
     onehot = labels[None] == ids[:, None, None]  # (N, H, W)
     area = onehot.flatten(1).sum(dim=1)
@@ -50,17 +52,19 @@ def diagnose(state: VideoState, config: SegmenterConfig, assessment: Assessment,
     y0, y1 = _quantile_span(onehot.sum(dim=2))  # robust to a few stray pixels far away
     x0, x1 = _quantile_span(onehot.sum(dim=1))
     coverage = downsample_mask(onehot.float()[:, None], OWNER_STRIDE)[:, 0]  # (N, h8, w8)
-    host, values, covered = to_host(labels.to(torch.uint8), torch.stack([area.float(), prob.float(), x0, y0, x1, y1], dim=1),
-                                    coverage >= 0.5)
+    host, values, covered, rows, frame = to_host(
+        labels.to(torch.uint8), torch.stack([area.float(), prob.float(), x0, y0, x1, y1], dim=1), coverage >= 0.5,
+        *assessment.packed())
+    p = state.presence
+    decisions = settle(p, assessment, rows, frame)
     values = values.tolist()
     parts = part_areas(covered)  # (the parts are counted on the host's grid)
-    p = state.presence
     if state.num_objects > 1 and config.presence.ownership_penalty > 0:
         p.owner = coverage
     previous = p.written_area
     areas, ratios, probs, boxes, counts = [], [], [], [], []
-    status = [STATUS_NAMES[s] for s in assessment.status]
-    reasons = [_reason(config.presence, assessment, i) for i in range(state.num_objects)]
+    status = [STATUS_NAMES[s] for s in decisions.status]
+    reasons = [_reason(config.presence, decisions, i) for i in range(state.num_objects)]
     for i, (a, pr, bx0, by0, bx1, by1) in enumerate(values):
         boxes.append([v / FEATURE_STRIDE for v in (bx0, by0, bx1, by1)] if a > 0 else [])
         areas.append(int(a))
@@ -76,13 +80,13 @@ def diagnose(state: VideoState, config: SegmenterConfig, assessment: Assessment,
     state.diagnostics = (FrameDiagnostics(
         frame=state.frame_index, ids=list(state.objects.ids),
         status=status, area=areas, area_ratio=ratios,
-        peak=[round(v, 4) for v in assessment.peak], mean_probability=probs,
-        similarity=[round(v, 4) for v in assessment.similarity], refound=list(assessment.refound),
-        scene_cut=assessment.scene_cut,
-        frame_similarity=None if assessment.frame_similarity is None else round(assessment.frame_similarity, 4),
+        peak=[round(v, 4) for v in decisions.peak], mean_probability=probs,
+        similarity=[round(v, 4) for v in decisions.similarity], refound=list(decisions.refound),
+        scene_cut=decisions.scene_cut,
+        frame_similarity=None if decisions.frame_similarity is None else round(decisions.frame_similarity, 4),
         parts=counts, reason=reasons,
     ))
-    after_frame(p, config.presence, assessment, state.frame_index, boxes)
+    after_frame(p, config.presence, decisions, state.frame_index, boxes)
     return host
 
 
@@ -160,7 +164,7 @@ ANCHOR_TEMPLATE_NOVELTY = 0.99
 BOX_QUANTILE = 0.02
 
 
-def _reason(cfg, assessment, slot: int) -> str | None:
+def _reason(cfg: PresenceConfig, assessment: Decisions, slot: int) -> str | None:
     """Why the presence decisions did not call ``slot`` tracked on this frame (None when they did)."""
     status, sim = assessment.status[slot], assessment.similarity[slot]
     if status == Status.TRACKED:

@@ -49,9 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vossegcli.engine.device import to_host
 from vossegcli.engine.reid import TemplateBank, mask_boxes, region_embeddings
-from vossegcli.engine.scene_cut import CutRule, colour_distance, is_cut
+from vossegcli.engine.scene_cut import colour_distance
 
 
 class Status(IntEnum):
@@ -98,23 +97,92 @@ class PresenceConfig:
     ownership_reach: int = 1  #: cells (of :data:`OWNER_STRIDE` px) an object may grow into another's area per frame
 
 
+#: Columns of :meth:`Assessment.packed`'s per-object rows (read back with the frame's labels).
+_COLUMNS = ("status", "refound", "peak", "similarity", "has_box", "x0", "y0", "x1", "y1", "area",
+            "low_run", "back", "moved", "box_set", "bx0", "by0", "bx1", "by1")
+_C = {name: k for k, name in enumerate(_COLUMNS)}
+
+
 @dataclass
 class Assessment:
-    """One frame's presence decisions, per slot (host lists) plus the scores' window (N, 1, h, w)."""
+    """One frame's presence decisions, made on the device (nothing is read back here): per slot,
+    (N,) tensors, plus the scores' window (N, 1, h, w) and the region embeddings (N, D). The frame
+    step reads them back with its labels in one transfer (:meth:`packed`) and applies the state
+    changes they carry with :func:`settle`."""
+
+    status: Tensor  #: (N,) int64 :class:`Status`
+    refound: Tensor  #: (N,) bool: re-identified on this frame
+    peak: Tensor  #: (N,) float64 peak score
+    similarity: Tensor  #: (N,) float64 best template cosine
+    boxes: Tensor  #: (N, 4) float64 (x0, y0, x1, y1) cells of each object's region (or re-found box)
+    has_box: Tensor  #: (N,) bool: the object has a region (``boxes`` is meaningful)
+    areas: Tensor  #: (N,) float64 soft area of each object's region, frame pixels
+    window: Tensor | None
+    embeddings: Tensor  #: (N, D) of each object's region this frame
+    frame: Tensor  #: (2,) float64: scene cut (0/1), cosine to the previous frame's descriptor (NaN: none)
+    #: state changes, applied on the host after the read: (N,) consecutive low frames, frames of
+    #: easier re-finding, velocity reset (bool), box replaced (bool) and the new boxes (N, 4) float64
+    low_run: Tensor
+    back: Tensor
+    moved: Tensor
+    box_set: Tensor
+    new_boxes: Tensor
+
+    @property
+    def written(self) -> Tensor:
+        """(N,) bool: the objects whose masks this frame writes (tracked or uncertain)."""
+        return self.status <= Status.UNCERTAIN
+
+    def packed(self) -> tuple[Tensor, Tensor]:
+        """(N, len(_COLUMNS)) float64 per-object values and the (2,) frame values, for one read."""
+        f = torch.float64
+        rows = torch.cat([torch.stack([self.status.to(f), self.refound.to(f), self.peak, self.similarity,
+                                       self.has_box.to(f)], dim=1), self.boxes,
+                          torch.stack([self.areas, self.low_run.to(f), self.back.to(f), self.moved.to(f),
+                                       self.box_set.to(f)], dim=1),
+                          self.new_boxes], dim=1)
+        return rows, self.frame
+
+
+@dataclass
+class Decisions:
+    """One frame's presence decisions on the host (lists per slot), read back from an :class:`Assessment`."""
 
     status: list[int]
     peak: list[float]
     similarity: list[float]
     refound: list[bool]
     scene_cut: bool
-    window: Tensor | None
-    embeddings: Tensor  #: (N, D) of each object's region this frame
+    embeddings: Tensor  #: (N, D) of each object's region this frame (on the device)
     boxes: list[list[float]]  #: (x0, y0, x1, y1) cells of each object's region ([] when it has none)
     areas: list[float]  #: soft area of each object's region, frame pixels
     frame_similarity: float | None = None
 
     def written(self, slot: int) -> bool:
         return self.status[slot] in (Status.TRACKED, Status.UNCERTAIN)
+
+
+def settle(state: "PresenceState", assessment: Assessment, rows, frame) -> Decisions:
+    """Apply a frame's decisions to the host state (statuses, low runs, easier re-finding, velocity
+    resets and boxes of re-found objects), from ``rows`` and ``frame`` (:meth:`Assessment.packed`,
+    read back as numpy arrays)."""
+    rows = rows.tolist()
+    status = [int(r[_C["status"]]) for r in rows]
+    state.status = list(status)
+    state.low_run = [int(r[_C["low_run"]]) for r in rows]
+    state.back = [int(r[_C["back"]]) for r in rows]
+    for i, r in enumerate(rows):
+        if r[_C["moved"]]:
+            state.velocity[i] = [0.0, 0.0]
+        if r[_C["box_set"]]:
+            state.boxes[i] = [r[_C["bx0"]], r[_C["by0"]], r[_C["bx1"]], r[_C["by1"]]]
+    frame_sim = float(frame[1])
+    return Decisions(
+        status=status, peak=[r[_C["peak"]] for r in rows], similarity=[r[_C["similarity"]] for r in rows],
+        refound=[bool(r[_C["refound"]]) for r in rows], scene_cut=bool(frame[0]), embeddings=assessment.embeddings,
+        boxes=[[r[_C["x0"]], r[_C["y0"]], r[_C["x1"]], r[_C["y1"]]] if r[_C["has_box"]] else [] for r in rows],
+        areas=[r[_C["area"]] for r in rows], frame_similarity=None if math.isnan(frame_sim) else frame_sim,
+    )
 
 
 @dataclass
@@ -239,7 +307,7 @@ def _shift(maps: Tensor, dx: int, dy: int) -> Tensor:
     return out
 
 
-def ownership_penalties(owner: Tensor, velocity: list[list[float]], written: list[bool], reach: int) -> Tensor:
+def ownership_penalties(owner: Tensor, velocity: list[list[float]], written: Tensor, reach: int) -> Tensor:
     """(N, h8, w8) penalties in [0, 1]: where another written object owned the pixel in the previous
     frame (its mask moved by its velocity) and this object's own moved mask, grown by ``reach``
     cells, does not reach. With identical-looking objects, appearance cannot say whose a pixel is;
@@ -247,9 +315,8 @@ def ownership_penalties(owner: Tensor, velocity: list[list[float]], written: lis
     n = owner.shape[0]
     scale = FEATURE_STRIDE_CELLS
     moved = torch.stack([
-        _shift(owner[i], round(velocity[i][0] * scale), round(velocity[i][1] * scale)) if written[i] else torch.zeros_like(owner[i])
-        for i in range(n)
-    ])
+        _shift(owner[i], round(velocity[i][0] * scale), round(velocity[i][1] * scale)) for i in range(n)
+    ]) * written.to(owner.dtype)[:, None, None]  # ((N,) bool: an object not written owns nothing)
     own = F.max_pool2d(moved[:, None], 2 * reach + 1, stride=1, padding=reach)[:, 0] if reach > 0 else moved
     others = torch.stack([
         torch.cat([moved[:i], moved[i + 1:]]).amax(dim=0) if n > 1 else torch.zeros_like(moved[0]) for i in range(n)
@@ -283,14 +350,16 @@ def spatial_windows(boxes: Tensor, velocity: Tensor, active: Tensor, grid_hw: tu
     return torch.where(active[:, None, None], window, torch.ones_like(window))[:, None]
 
 
-def local_maxima(scores: Tensor, min_score: float, k: int) -> list[tuple[int, int, float]]:
-    """(h, w) scores → up to ``k`` local maxima (3×3) ≥ ``min_score`` as (y, x, score), best first."""
-    pooled = F.max_pool2d(scores[None, None], 3, stride=1, padding=1)[0, 0]
-    peaks = (scores >= pooled) & (scores >= min_score)
-    values = torch.where(peaks, scores, torch.full_like(scores, -math.inf)).flatten()
-    top = torch.topk(values, min(k, values.numel()))
-    w = scores.shape[1]
-    return [(i // w, i % w, v) for v, i in zip(top.values.tolist(), top.indices.tolist()) if v > -math.inf]
+def local_maxima(scores: Tensor, min_score: Tensor | float, k: int) -> tuple[Tensor, Tensor]:
+    """(N, h, w) scores → per map its up to ``k`` local maxima (3×3) ≥ ``min_score`` ((N,) or a
+    number), best first: values (N, k) (−inf past the last maximum) and flat indices (N, k)."""
+    n, h, w = scores.shape
+    pooled = F.max_pool2d(scores[:, None], 3, stride=1, padding=1)[:, 0]
+    floor = torch.as_tensor(min_score, device=scores.device).to(scores.dtype).reshape(-1, 1, 1)
+    peaks = (scores >= pooled) & (scores >= floor)
+    values = torch.where(peaks, scores, torch.full_like(scores, -math.inf)).flatten(1)
+    top = torch.topk(values, min(k, h * w), dim=1)
+    return top.values, top.indices
 
 
 def region_weights(scores: Tensor, sharpness: float) -> Tensor:
@@ -308,136 +377,136 @@ def assess(
     colour: Tensor | None = None,
 ) -> Assessment:
     """This frame's statuses from the raw scores (N, 1, h, w), the backbone features (C, h, w),
-    (C', h', w') and the frame's colour histogram (B,) (None: the descriptor decides cuts alone);
-    updates ``state.status``, ``state.boxes`` (for re-found objects), the descriptor and the colours."""
+    (C', h', w') and the frame's colour histogram (B,) (None: the descriptor decides cuts alone),
+    decided on the device with no read back (the host state goes up as one small tensor). Updates
+    the previous-frame descriptor and colours; the rest of the state changes when the decisions are
+    read back (:func:`settle`).
+
+    Per object, from its previous status: a written one (tracked or uncertain) is lost on a scene
+    cut unless its region matches its templates (``found_similarity``, eased right after a cut back
+    to its scene), lost after ``absent_after`` low frames (weak peak or similarity), uncertain on a
+    low frame, a weak match or an area jump, else tracked. A gone one whose own response matches
+    again is re-found; otherwise the local maxima of its raw scores are searched (a box of its last
+    size around each) and the best match re-finds it, or leaves it lost (some resemblance) or absent.
+    """
     n, _, h, w = scores.shape
+    dev, f64 = scores.device, torch.float64
     desc = frame_descriptor(s32)
-    boxes = torch.tensor(state.boxes, device=scores.device, dtype=torch.float32)
-    written = torch.tensor([s in (Status.TRACKED, Status.UNCERTAIN) for s in state.status], device=scores.device)
+    host = torch.tensor([[st, lr, pr, bk, ar, *bx, *v] for st, lr, pr, bk, ar, bx, v in zip(
+        state.status, state.low_run, state.peak_ref, state.back, state.area, state.boxes, state.velocity)],
+        dtype=f64).reshape(n, 11).to(dev, non_blocking=True)
+    previous, low_run, peak_ref, back, prev_area = host[:, 0].long(), host[:, 1], host[:, 2], host[:, 3], host[:, 4]
+    boxes, velocity = host[:, 5:9], host[:, 9:11]
+    was_written = previous <= Status.UNCERTAIN
     if cfg.spatial_prior:
-        window = spatial_windows(boxes, torch.tensor(state.velocity, device=scores.device, dtype=torch.float32),
-                                 written, (h, w), cfg.prior_margin, cfg.prior_sigma)
+        window = spatial_windows(boxes.float(), velocity.float(), was_written, (h, w), cfg.prior_margin, cfg.prior_sigma)
     else:
         window = torch.ones_like(scores)
     used = scores * window
     weights = region_weights(used[:, 0], sharpness)
     region = mask_boxes(weights)
     emb = region_embeddings(s16, s32, region, weights)
-    # every signal the decisions below read, in one transfer: the frame's similarity to the previous
-    # one and its colour change (cuts), each object's scene match, region, similarity, peak and area
-    frame = torch.stack([desc @ state.descriptor if state.descriptor is not None else desc.new_zeros(()),
-                         colour_distance(colour, state.colour) if colour is not None and state.colour is not None
-                         else desc.new_ones(())])
-    returned = state.scene @ desc >= cfg.cut_similarity if state.scene is not None else desc.new_zeros(n, dtype=torch.bool)
-    per_object = torch.stack([returned.float(), (weights >= 0.5).flatten(1).any(dim=1).float(),
-                              state.bank.similarity(list(range(n)), emb), used.flatten(1).amax(dim=1),
-                              weights.flatten(1).sum(dim=1) * 256.0], dim=1)  # areas: frame pixels (stride-16 cells)
-    frame_h, per_object_h, region_h = to_host(frame, per_object.float(), region.float())
-    frame_sim, colour_change = (float(frame_h[0]), float(frame_h[1])) if state.descriptor is not None else (None, None)
-    returned_h, has_region, sims, peaks, areas = (per_object_h[:, k].tolist() for k in range(5))
-    rule = CutRule(cfg.cut_similarity, cfg.cut_colour, cfg.cut_sure)
-    cut = frame_sim is not None and is_cut(frame_sim, colour_change, rule)
-    state.descriptor, state.colour = desc, colour
-    if cut:  # objects whose scene this is again get a few frames of easier re-finding
-        state.back = [cfg.scene_return_frames if r else 0 for r in returned_h]
+    has_region = (weights >= 0.5).flatten(1).any(dim=1)
+    sims = state.bank.similarity(list(range(n)), emb).to(f64)
+    peaks = used.flatten(1).amax(dim=1).to(f64)
+    areas = (weights.flatten(1).sum(dim=1) * 256.0).to(f64)  # frame pixels (stride-16 cells)
+
+    # the frame: a scene cut when the global descriptor changes (and the colours, unless it changes a lot)
+    if state.descriptor is not None:
+        frame_sim = (desc @ state.descriptor).to(f64)
+        change = (colour_distance(colour, state.colour).to(f64) if colour is not None and state.colour is not None
+                  else torch.ones((), dtype=f64, device=dev))
+        cut = (frame_sim < cfg.cut_sure) | ((frame_sim < cfg.cut_similarity) & (change >= cfg.cut_colour))
     else:
-        state.back = [max(b - 1, 0) for b in state.back]
-    boxes_out = [b if on else [] for b, on in zip(region_h.tolist(), has_region)]
-    status, refound = list(state.status), [False] * n
-    gone: list[int] = []
-    for i in range(n):
-        ref = state.peak_ref[i]
-        weak_peak = peaks[i] < cfg.peak_fraction * ref
-        low = weak_peak or sims[i] < cfg.absent_similarity
-        state.low_run[i] = state.low_run[i] + 1 if low else 0
-        if status[i] in (Status.TRACKED, Status.UNCERTAIN) or not cfg.enabled:
-            if cut:
-                ok = sims[i] >= _found(cfg, state, i) and not weak_peak
-                status[i] = Status.UNCERTAIN if ok else Status.LOST
-            elif state.low_run[i] >= cfg.absent_after:
-                status[i] = Status.LOST
-            elif low or sims[i] < cfg.track_similarity or not _steady(areas[i], state.area[i], cfg.area_jump):
-                status[i] = Status.UNCERTAIN
-            else:
-                status[i] = Status.TRACKED
-        elif sims[i] >= _found(cfg, state, i) and not weak_peak:
-            # a gone object whose target model's own response (no window while gone) matches again
-            status[i], refound[i] = Status.UNCERTAIN, True
-            state.velocity[i] = [0.0, 0.0]
-            state.low_run[i] = 0
-            if boxes_out[i]:
-                state.boxes[i] = list(boxes_out[i])
-        if status[i] in (Status.LOST, Status.ABSENT):
-            gone.append(i)
-    if not cfg.enabled:
-        # Report only: a gone object keeps being written (and searched for nothing).
-        state.status = [int(s) for s in status]
-        return Assessment([int(s) for s in status], peaks, sims, refound, cut, window if cfg.spatial_prior else None, emb,
-                          boxes_out, areas, frame_sim)
-    for i in gone:
-        found = _search(state, cfg, i, scores[i, 0], s16, s32, sharpness)
-        if found is None:
-            continue
-        box, sim, peak, embedding = found
-        if sim >= _found(cfg, state, i):
-            status[i], refound[i] = Status.UNCERTAIN, state.status[i] in (Status.LOST, Status.ABSENT)
-            sims[i], peaks[i] = sim, peak
-            emb[i] = embedding
-            boxes_out[i] = box
-            state.boxes[i] = box
-            state.velocity[i] = [0.0, 0.0]
-            state.low_run[i] = 0
-            if cfg.spatial_prior:
-                b = torch.tensor([box], device=scores.device)
-                window[i] = spatial_windows(b, torch.zeros_like(b[:, :2]), torch.ones(1, dtype=torch.bool, device=b.device),
-                                            (h, w), cfg.prior_margin, cfg.prior_sigma)[0]
-        else:
-            status[i] = Status.LOST if sim >= cfg.absent_similarity else Status.ABSENT
-            sims[i] = max(sims[i], sim)
-    for i in gone:
-        if status[i] == Status.LOST and sims[i] < cfg.absent_similarity:
-            status[i] = Status.ABSENT
-    state.status = [int(s) for s in status]
-    return Assessment([int(s) for s in status], peaks, sims, refound, cut, window if cfg.spatial_prior else None, emb,
-                      boxes_out, areas, frame_sim)
+        frame_sim = torch.full((), math.nan, dtype=f64, device=dev)
+        cut = torch.zeros((), dtype=torch.bool, device=dev)
+    returned = (state.scene @ desc >= cfg.cut_similarity if state.scene is not None
+                else torch.zeros(n, dtype=torch.bool, device=dev))
+    state.descriptor, state.colour = desc, colour
+    # objects whose scene this is again get a few frames of easier re-finding
+    back = torch.where(cut, returned.to(f64) * cfg.scene_return_frames, (back - 1).clamp_min(0))
+    found_at = torch.where(back > 0, cfg.absent_similarity, cfg.found_similarity)
+
+    weak_peak = peaks < cfg.peak_fraction * peak_ref
+    low = weak_peak | (sims < cfg.absent_similarity)
+    low_run = torch.where(low, low_run + 1, 0)
+    matches = (sims >= found_at) & ~weak_peak
+    steady = (((prev_area < 256.0) & (areas < 256.0))
+              | ((prev_area / cfg.area_jump <= areas) & (areas <= prev_area * cfg.area_jump)))
+    tracked, uncertain, lost, absent = (int(v) for v in (Status.TRACKED, Status.UNCERTAIN, Status.LOST, Status.ABSENT))
+    status_written = torch.where(
+        cut, torch.where(matches, uncertain, lost),
+        torch.where(low_run >= cfg.absent_after, lost,
+                    torch.where(low | (sims < cfg.track_similarity) | ~steady, uncertain, tracked)))
+    judged = was_written | (not cfg.enabled)
+    # a gone object whose target model's own response (no window while it is gone) matches again
+    refound = ~judged & matches
+    status = torch.where(judged, status_written, torch.where(refound, uncertain, previous))
+    low_run = torch.where(refound, 0, low_run)
+    out_boxes, has_box = region.to(f64), has_region
+    box_set = refound & has_region
+    new_boxes = out_boxes
+    moved = refound.clone()
+    if cfg.enabled:  # (report only: a gone object keeps being written, and nothing is searched)
+        gone = status >= Status.LOST
+        cand = _search(cfg, scores[:, 0], peak_ref, boxes, state.bank, s16, s32, sharpness)
+        c_ok, c_box, c_sim, c_peak, c_emb = cand
+        searched = gone & c_ok
+        hit = searched & (c_sim >= found_at)
+        miss = searched & ~hit
+        status = torch.where(hit, uncertain, status)
+        refound = refound | (hit & (previous >= Status.LOST))
+        peaks = torch.where(hit, c_peak, peaks)
+        sims = torch.where(hit, c_sim, torch.where(miss, torch.maximum(sims, c_sim), sims))
+        status = torch.where(miss, torch.where(c_sim >= cfg.absent_similarity, lost, absent),
+                             status)
+        emb = torch.where(hit[:, None], c_emb, emb)
+        out_boxes = torch.where(hit[:, None], c_box, out_boxes)
+        has_box = has_box | hit
+        new_boxes = torch.where(hit[:, None], c_box, new_boxes)
+        box_set = box_set | hit
+        moved = moved | hit
+        low_run = torch.where(hit, 0, low_run)
+        if cfg.spatial_prior:
+            found_window = spatial_windows(c_box.float(), torch.zeros_like(c_box[:, :2]).float(), torch.ones_like(hit),
+                                           (h, w), cfg.prior_margin, cfg.prior_sigma)
+            window = torch.where(hit[:, None, None, None], found_window, window)
+        status = torch.where(gone & (status == Status.LOST) & (sims < cfg.absent_similarity),
+                             absent, status)
+    return Assessment(status=status, refound=refound, peak=peaks, similarity=sims, boxes=out_boxes, has_box=has_box,
+                      areas=areas, window=window if cfg.spatial_prior else None, embeddings=emb,
+                      frame=torch.stack([cut.to(f64), frame_sim]), low_run=low_run, back=back, moved=moved,
+                      box_set=box_set, new_boxes=new_boxes)
 
 
-def _found(cfg: PresenceConfig, state: PresenceState, slot: int) -> float:
-    """The similarity that re-finds ``slot`` now: eased right after a cut back to its scene."""
-    return cfg.absent_similarity if state.back[slot] > 0 else cfg.found_similarity
+def _search(cfg: PresenceConfig, scores: Tensor, peak_ref: Tensor, boxes: Tensor, bank: TemplateBank, s16: Tensor,
+            s32: Tensor, sharpness: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Every object's best re-identification candidate among the local maxima of its raw scores
+    (N, h, w) (a box of its last size ``boxes`` (N, 4) around each, float64 cells): whether it has
+    any (N,) bool, and the best one's box (N, 4) float64, similarity (N,) float64, peak (N,)
+    float64 and embedding (N, D). Computed for all objects (no read decides who is gone)."""
+    n, h, w = scores.shape
+    k = min(cfg.max_candidates, h * w)
+    floor = torch.clamp_min(cfg.peak_fraction * peak_ref, cfg.candidate_score)
+    values, index = local_maxima(scores, floor, k)  # (N, k)
+    valid = values > -math.inf
+    cx = (index % w).to(torch.float64) + 0.5
+    cy = torch.div(index, w, rounding_mode="floor").to(torch.float64) + 0.5
+    bw = (boxes[:, 2] - boxes[:, 0]).clamp_min(1.0)[:, None]
+    bh = (boxes[:, 3] - boxes[:, 1]).clamp_min(1.0)[:, None]
+    cand = torch.stack([(cx - bw / 2).clamp_min(0.0), (cy - bh / 2).clamp_min(0.0),
+                        (cx + bw / 2).clamp_max(float(w)), (cy + bh / 2).clamp_max(float(h))], dim=2)  # (N, k, 4)
+    weights = region_weights(scores, sharpness)[:, None].expand(n, k, h, w).reshape(n * k, h, w)
+    emb = region_embeddings(s16, s32, cand.reshape(n * k, 4).float(), weights)
+    slots = torch.arange(n, device=scores.device).repeat_interleave(k)
+    sims = bank.similarity(slots, emb).reshape(n, k).masked_fill(~valid, -math.inf)
+    best = sims.argmax(dim=1)
+    pick = torch.arange(n, device=scores.device)
+    return (valid.any(dim=1), cand[pick, best], sims[pick, best].to(torch.float64),
+            values[pick, best].to(torch.float64), emb.reshape(n, k, -1)[pick, best])
 
 
-def _steady(area: float, previous: float, jump: float) -> bool:
-    """Whether ``area`` is within ×/÷ ``jump`` of ``previous`` (areas under one cell always are)."""
-    if previous < 256.0 and area < 256.0:
-        return True
-    return previous / jump <= area <= previous * jump
-
-
-def _search(state: PresenceState, cfg: PresenceConfig, slot: int, scores: Tensor, s16: Tensor, s32: Tensor,
-            sharpness: float) -> tuple[list[float], float, float, Tensor] | None:
-    """The best re-identification candidate of ``slot`` among the local maxima of its raw scores
-    (h, w): (box, similarity, peak, embedding), or None when the target model fires nowhere."""
-    ref = state.peak_ref[slot]
-    peaks = local_maxima(scores, max(cfg.candidate_score, cfg.peak_fraction * ref), cfg.max_candidates)
-    if not peaks:
-        return None
-    h, w = scores.shape
-    x0, y0, x1, y1 = state.boxes[slot]
-    bw, bh = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
-    boxes = []
-    for y, x, _ in peaks:
-        cx, cy = x + 0.5, y + 0.5
-        boxes.append([max(cx - bw / 2, 0.0), max(cy - bh / 2, 0.0), min(cx + bw / 2, float(w)), min(cy + bh / 2, float(h))])
-    boxes_t = torch.tensor(boxes, device=scores.device)
-    weights = region_weights(scores, sharpness)[None].expand(len(boxes), h, w)
-    emb = region_embeddings(s16, s32, boxes_t, weights)
-    sims = state.bank.similarity([slot] * len(boxes), emb)
-    best = int(sims.argmax())
-    return boxes[best], float(sims[best]), peaks[best][2], emb[best]
-
-
-def after_frame(state: PresenceState, cfg: PresenceConfig, assessment: Assessment, frame: int,
+def after_frame(state: PresenceState, cfg: PresenceConfig, assessment: Decisions, frame: int,
                 written_boxes: list[list[float]]) -> None:
     """Update boxes and velocities (from the written masks' boxes, in cells; [] for an empty mask),
     region areas, peak references and templates of the objects written on this frame."""

@@ -35,9 +35,11 @@ written as given; each object in it gets the frame and augmented copies as perma
 (its self-labelled samples since the last anchor dropped) and its w2 re-fitted; the tracked
 objects not in it are absent on that frame and searched for from the next one on.
 
-Everything runs under ``torch.inference_mode()``. A frame waits for the device twice at most, both
-through :func:`~vossegcli.engine.device.to_host`: once for the presence signals (decided on the
-host), once for the label map together with its diagnostics (tested by counting the reads). :meth:`Segmenter.run` is a thin generator over :meth:`step` and holds nothing per frame
+Everything runs under ``torch.inference_mode()``. A tracked frame waits for the device once,
+through :func:`~vossegcli.engine.device.to_host`: the presence decisions are made on the device
+(:func:`~vossegcli.engine.presence.assess`, (N,) tensors and ``torch.where``) and read back together
+with the label map and its diagnostics (tested by counting the reads; ``probabilities=True`` adds
+one). :meth:`Segmenter.run` is a thin generator over :meth:`step` and holds nothing per frame
 after yielding, so memory does not grow with video length::
 
     seg = Segmenter(SegmenterConfig(), device="auto")
@@ -262,9 +264,9 @@ class Segmenter:
 
     def _step(self, state: VideoState, frame: np.ndarray, new_masks: np.ndarray | None,
               probabilities: bool = False) -> np.ndarray:
-        """One frame → (H, W) uint8 ids on the host. The device is waited for twice at most: for the
-        presence signals (:func:`~vossegcli.engine.presence.assess`), and for the label map together
-        with its diagnostics (:meth:`_diagnose`); both through :func:`~vossegcli.engine.device.to_host`."""
+        """One frame → (H, W) uint8 ids on the host. The device is waited for once on a tracked
+        frame: for the label map, read with the presence decisions and the diagnostics
+        (:func:`~vossegcli.engine.diagnose.diagnose`, through :func:`~vossegcli.engine.device.to_host`)."""
         h, w = frame.shape[:2]
         t = time.perf_counter()
         rgb = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, non_blocking=True).permute(2, 0, 1)
@@ -353,10 +355,7 @@ class Segmenter:
             logits = logits.masked_fill(given[None] > 0, -LOGIT_LIMIT)
         if assessment is not None and cfg.presence.enabled:
             logits = apply_ownership(state, cfg.presence, assessment, logits)
-            gone = [i for i in range(state.num_objects) if not assessment.written(i)]
-            if gone:
-                logits = logits.clone()
-                logits[gone] = -LOGIT_LIMIT
+            logits = torch.where(assessment.written[:, None, None], logits, -LOGIT_LIMIT)  # gone: no pixels
         t = self._timed(state, "target_score", t)
         labels = label_map_from_logits(logits, state.objects.ids_tensor(self.device))
         t = self._timed(state, "merge", t)
@@ -366,13 +365,11 @@ class Segmenter:
         if assessment is None:
             host = to_host(labels.to(torch.uint8))[0]
         else:
-            host = diagnose(state, cfg, assessment, labels, logits)
             if cfg.presence.enabled:
-                learn = [s == Status.TRACKED for s in assessment.status]
-                gone = [i for i in range(state.num_objects) if not assessment.written(i)]
-                if gone:  # a gone object takes no pixels from the others' memory labels either
-                    scores = scores.clone()
-                    scores[gone] = -1e4
+                learn = assessment.status == Status.TRACKED
+                # a gone object takes no pixels from the others' memory labels either
+                scores = torch.where(assessment.written[:, None, None, None], scores, -1e4)
+            host = diagnose(state, cfg, assessment, labels, logits)
             t = self._timed(state, "presence", t)
         if cfg.updates:
             self._update(state, scores, projected, given, learn)
@@ -393,33 +390,38 @@ class Segmenter:
         return winner_labels(soft_aggregate(probs))
 
     def _update(self, state: VideoState, scores: torch.Tensor, projected: torch.Tensor, given: torch.Tensor | None,
-                learn: list[bool] | None = None) -> None:
+                learn: torch.Tensor | None = None) -> None:
         """Add this frame to every object's memory and re-optimize w2 of the objects due (as one
-        batch). ``learn``: per slot, whether the presence decisions let the object learn from this
-        frame (None: all)."""
+        batch). ``learn``: (N,) bool, whether the presence decisions let each object learn from this
+        frame (None: all); decided on the device, so an object due that may not learn is
+        re-optimized with the rest and keeps its old w2 (no read decides who is due)."""
         cfg = self.config
         soft = self._memory_labels(scores, given, state.frame_hw)
         accept = (soft > 0.5).flatten(1).sum(dim=1) * cfg.label_stride**2 >= cfg.min_update_pixels
         if learn is not None:
-            accept = accept & torch.tensor(learn, device=accept.device)
+            accept = accept & learn
         state.memory.insert(projected, soft, accept)
         tracked = state.objects.frames_tracked
         for slot in range(len(tracked)):
             tracked[slot] += 1
-        due = [slot for slot, n in enumerate(tracked) if n % cfg.update_interval == 0 and (learn is None or learn[slot])]
+        due = [slot for slot, n in enumerate(tracked) if n % cfg.update_interval == 0]
         if due:
-            self._optimize_w2(state, due, cfg.update_cg_iterations)
+            self._optimize_w2(state, due, cfg.update_cg_iterations, None if learn is None else learn[due])
 
-    def _optimize_w2(self, state: VideoState, slots: Sequence[int], cg_iterations: int) -> None:
-        """One GN step of ``cg_iterations`` CG iterations on w2 (w1 frozen) over the memories of ``slots``."""
+    def _optimize_w2(self, state: VideoState, slots: Sequence[int], cg_iterations: int,
+                     keep: torch.Tensor | None = None) -> None:
+        """One GN step of ``cg_iterations`` CG iterations on w2 (w1 frozen) over the memories of
+        ``slots``; ``keep``: (len(slots),) bool, the slots that take the result (None: all)."""
         cfg = self.config
         features, labels, gamma = state.memory.active(list(slots))
         op = self._upsample_op(tuple(features.shape[2:4]), tuple(labels.shape[-2:]))
         samples = BatchedSamples(features, labels, gamma, cfg.label_stride, cfg.hinge_fraction)
         problem = BatchedTargetProblem(samples, cfg.regularization, optimize_w1=False, upsample=op)
         all_slots = len(slots) == state.num_objects
-        w2 = state.w2 if all_slots else state.w2[list(slots)]
-        (w2,) = self.w2_solver.run(problem, [w2], [cg_iterations])
+        old = state.w2 if all_slots else state.w2[list(slots)]
+        (w2,) = self.w2_solver.run(problem, [old], [cg_iterations])
+        if keep is not None:
+            w2 = torch.where(keep.reshape(-1, *([1] * (w2.dim() - 1))), w2, old)
         if all_slots:
             state.w2 = w2
         else:
