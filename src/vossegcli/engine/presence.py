@@ -158,9 +158,6 @@ class Decisions:
     areas: list[float]  #: soft area of each object's region, frame pixels
     frame_similarity: float | None = None
 
-    def written(self, slot: int) -> bool:
-        return self.status[slot] in (Status.TRACKED, Status.UNCERTAIN)
-
 
 def settle(state: "PresenceState", assessment: Assessment, rows, frame) -> Decisions:
     """Apply a frame's decisions to the host state (statuses, low runs, easier re-finding, velocity
