@@ -321,14 +321,21 @@ def _entering_clip(folder, frames=30, enter=6):
     return frames_dir, truth
 
 
-def test_auto_objects_all_finds_an_object_entering_later_and_keeps_both_ids(tmp_path):
+def test_auto_objects_all_finds_an_object_entering_later_and_keeps_both_ids(tmp_path, monkeypatch):
     """The ellipse is the only object on the seed frame; the pentagon enters after it, and the
     ellipse's target model starts spreading onto it: the next discovery gives it its own id, and
-    from then on each id covers its own object (IoU > 0.7 on every frame)."""
+    from then on each id covers its own object (IoU > 0.7 on every frame). The instance decoder is
+    loaded once for the seed frame and every later look."""
+    import vossegcli.engine.rvos as rvos
+
+    loads = []
+    load = rvos.load_instances
+    monkeypatch.setattr(rvos, "load_instances", lambda *a, **k: loads.append(a) or load(*a, **k))
     frames, truth = _entering_clip(tmp_path)
     out = tmp_path / "auto"
     result = runner.invoke(app, ["segment", str(frames), "--auto", "--objects", "all", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert len(loads) == 1
     assert "object 2 found entering at frame" in result.output
     found = int(result.output.split("object 2 found entering at frame")[1].split()[0])
     assert found <= 6 + 5 + 10  # within one discovery interval of the pentagon being fully inside
@@ -415,7 +422,7 @@ def test_objects_discovery_adds_untracked_parts_every_few_frames_within_the_limi
     foreground = np.zeros((40, 60), bool)
     foreground[5:15, 5:15] = True  # already tracked as object 1
     foreground[20:35, 40:55] = True  # new
-    fake = SimpleNamespace(predict=lambda image, refs: SimpleNamespace(mask=foreground))
+    fake = SimpleNamespace(predict=lambda image, refs: SimpleNamespace(mask=foreground), instances=None)
     monkeypatch.setattr(auto_module, "collect_references", lambda *a, **k: (None, []))
     previous = np.zeros((40, 60), np.uint8)
     previous[5:15, 5:15] = 1
@@ -437,16 +444,14 @@ def test_objects_discovery_with_the_instance_decoder_adds_its_untracked_objects(
     import torch
     from types import SimpleNamespace
 
-    import vossegcli.engine.rvos as rvos
     from vossegcli.run import auto as auto_module
 
     logits = torch.full((1, 5, 5, 8), -9.0)  # stride-8 grid of a 40x64 frame
     logits[0, 0, 0:2, 0:2] = 9.0  # slot 0: the tracked object
     logits[0, 1, 3:5, 5:8] = 9.0  # slot 1: a new one
     scores = torch.tensor([[5.0, 5.0, -5.0, -5.0, -5.0]])
-    monkeypatch.setattr(rvos, "load_instances", lambda path, device: (lambda feats, state=None: (logits, scores, None)))
-    monkeypatch.setattr(auto_module, "instance_weights", lambda auto: tmp_path / "decoder.pt")
-    fake = SimpleNamespace(features=lambda image: None, device="cpu")
+    fake = SimpleNamespace(features=lambda image: None, device="cpu",
+                           instances=lambda feats, state=None: (logits, scores, None))
     previous = np.zeros((40, 64), np.uint8)
     previous[0:16, 0:16] = 1
     every = auto_module.DISCOVER_EVERY

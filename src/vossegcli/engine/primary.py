@@ -187,14 +187,18 @@ class PrimarySegmenter:
     """
 
     def __init__(self, net: PrimaryObjectNet, refiner: Refiner | None, backbone: Backbone | None = None,
-                 device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> None:
+                 device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
+                 instances: torch.nn.Module | None = None) -> None:
         """``dtype``: autocast dtype of the backbone and the refiner (None: float32); the
-        primary-object network itself always computes in float32."""
+        primary-object network itself always computes in float32. ``instances``: RVOS's instance
+        decoder (:class:`vossegcli.engine.rvos.InstanceDecoder`) when the run proposes several
+        objects, loaded once here for the seed frame and every later look."""
         self.device = torch.device(device)
         self.dtype = dtype
         self.backbone = (backbone or Backbone()).to(self.device)
         self.net = net.to(self.device).eval()
         self.refiner = refiner.to(self.device).eval() if refiner is not None else None
+        self.instances = instances.to(self.device).eval() if instances is not None else None
 
     def _tensor(self, image: np.ndarray) -> Tensor:
         return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(self.device)

@@ -130,7 +130,22 @@ def load_primary_segmenter(auto: AutoConfig, device: torch.device | str = "cpu",
     refiner_path = shipped_path("refiner")
     refiner = load_refiner(refiner_path, device) if refiner_path is not None else None
     device = torch.device(device)
-    return PrimarySegmenter(net, refiner, backbone, device=device, dtype=resolve_precision(precision, device))
+    return PrimarySegmenter(net, refiner, backbone, device=device, dtype=resolve_precision(precision, device),
+                            instances=_load_instance_decoder(auto, device))
+
+
+def _load_instance_decoder(auto: AutoConfig, device: torch.device):
+    """RVOS's instance decoder when ``auto`` proposes several objects with it (None otherwise)."""
+    weights = instance_weights(auto) if auto.objects != 1 else None
+    if weights is None:
+        return None
+    from vossegcli.engine.rvos import load_instances
+
+    try:
+        return load_instances(weights, device)
+    except Exception as exc:  # unreadable or not ours
+        raise VossegError(f"{weights}: cannot load instance-decoder weights ({type(exc).__name__}); give a file "
+                          "written by vosseg train-instances, or --proposer parts") from exc
 
 
 def reference_indices(num_frames: int, n: int) -> list[int]:
@@ -217,18 +232,14 @@ def instance_weights(auto: AutoConfig) -> Path | None:
     return path
 
 
-def _instance_seed(source: FrameSource, best: int, auto: AutoConfig, seg: PrimarySegmenter, weights: Path) -> np.ndarray:
-    """The seed frame's objects from RVOS's instance decoder (``weights``) run over frames 0..``best``
-    (its recurrence): uint8 ids at the engine's size, largest first, at most ``auto.objects`` (0:
-    all), parts under MIN_AREA_FRACTION of the frame dropped. (Splitting the primary-object
-    network's foreground by the decoder's slots instead measured lower: docs/RESULTS.md.)"""
-    from vossegcli.engine.rvos import instance_labels, load_instances
+def _instance_seed(source: FrameSource, best: int, auto: AutoConfig, seg: PrimarySegmenter) -> np.ndarray:
+    """The seed frame's objects from RVOS's instance decoder (``seg.instances``) run over frames
+    0..``best`` (its recurrence): uint8 ids at the engine's size, largest first, at most
+    ``auto.objects`` (0: all), parts under MIN_AREA_FRACTION of the frame dropped. (Splitting the
+    primary-object network's foreground by the decoder's slots instead measured lower: docs/RESULTS.md.)"""
+    from vossegcli.engine.rvos import instance_labels
 
-    try:
-        net = load_instances(weights, seg.device)
-    except Exception as exc:  # unreadable or not ours
-        raise VossegError(f"{weights}: cannot load instance-decoder weights ({type(exc).__name__}); give a file "
-                          "written by vosseg train-instances, or --proposer parts") from exc
+    net = seg.instances
     state, labels = None, None
     frames = source.frames(0)
     try:
@@ -301,9 +312,8 @@ def propose(input_path: Path, auto: AutoConfig, *, seg: PrimarySegmenter, max_si
         if best is None:
             raise VossegError(f"{input_path}: no primary object found in any of its {len(candidates)} frames; {NO_OBJECT_HINT}")
         size = (info.width, info.height)
-        decoder = instance_weights(auto) if auto.objects != 1 else None
-        if decoder is not None:
-            seed = _instance_seed(source, best, auto, seg, decoder)
+        if auto.objects != 1 and seg.instances is not None:
+            seed = _instance_seed(source, best, auto, seg)
             if not seed.any():  # the decoder proposes nothing there: the primary object's parts
                 seed = _seed_objects(masks[best], auto.objects)
         else:
@@ -518,14 +528,11 @@ def _discoverer(input_path: Path, auto: AutoConfig, seg: PrimarySegmenter, max_s
     alone; with ``--proposer parts`` the primary-object network's foreground parts) that the tracked
     objects do not cover become new objects (the next ids; at most ``auto.objects`` objects in all,
     0: no limit). Deterministic in the frames, so a resumed run finds the same objects."""
-    limit = auto.objects or MAX_OBJECTS
-    weights = instance_weights(auto)
-    decoder, refs = None, None
-    if weights is not None:
-        from vossegcli.engine.rvos import instance_labels, load_instances
+    from vossegcli.engine.rvos import instance_labels
 
-        decoder = load_instances(weights, seg.device)
-    else:
+    limit = auto.objects or MAX_OBJECTS
+    decoder, refs = seg.instances, None
+    if decoder is None:
         with FrameSource.open(input_path, max_size) as source:
             refs, _ = collect_references(seg, source, auto.references, source.reader.count_frames())
 
