@@ -51,7 +51,8 @@ def test_the_sample_has_no_cut_and_a_join_of_two_scenes_is_one(backbone):
 @pytest.mark.shared
 @needs_data
 def test_no_false_cut_on_any_continuous_davis16_train_sequence_or_synthetic_clip(backbone):
-    from vossegcli.eval.synth import SCENARIOS, _Pool, render_clip
+    from vossegcli.datasets.cutouts import DutsPool
+    from vossegcli.eval.synth import SCENARIOS, render_clip
     from vossegcli.datasets.roots import duts_root
 
     false = {}
@@ -60,7 +61,7 @@ def test_no_false_cut_on_any_continuous_davis16_train_sequence_or_synthetic_clip
         if cuts:
             false[video.stem] = cuts
     assert len(list((DATA / "davis16-train" / "videos").glob("*.mp4"))) == 30
-    pool = _Pool(duts_root(DATA))
+    pool = DutsPool(duts_root(DATA))
     for scenario in SCENARIOS:
         for index in (0, 1):  # odd clips also change their lighting over the clip
             images, _ = render_clip(pool, scenario, index)

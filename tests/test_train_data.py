@@ -46,7 +46,7 @@ def _disc(radius: int = 20) -> Cutout:
     alpha = (yy - radius + 0.5) ** 2 + (xx - radius + 0.5) ** 2 < radius**2
     rgb = np.zeros((2 * radius, 2 * radius, 3), np.uint8)
     rgb[alpha] = (200, 50, 50)
-    return Cutout(rgb, alpha)
+    return Cutout(rgb, alpha.astype(np.float32))
 
 
 def test_elastic_warp_deforms_the_shape_but_keeps_its_size():

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vossegcli.datasets.cutouts import DutsPool
+from vossegcli.datasets.roots import duts_root, duts_split
 from vossegcli.eval import synth
 from vossegcli.io.palette import read_label_png
 
@@ -19,11 +21,11 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def pool():
-    return synth._Pool(synth.duts_root(DATA))
+    return DutsPool(duts_root(DATA))
 
 
 def test_held_out_images_are_every_tenth_and_never_in_the_training_part():
-    train, held = synth.duts_split(synth.duts_root(DATA))
+    train, held = duts_split(duts_root(DATA))
     assert len(held) == 700 and len(train) == 6300
     assert not set(train) & set(held) and all(int(i) % 10 == 0 for i in held)
 

@@ -1,2 +1,3 @@
-"""The datasets vosseg trains and measures on: where they live, their splits, and the cut-out kit
-that builds synthetic clips from saliency images."""
+"""The datasets vosseg trains and measures on: where they live and their splits (:mod:`.roots`),
+the one cut-out kit (:mod:`.cutouts`), rendered scenes of cut-outs (:mod:`.scenes`) and clips in
+memory (:mod:`.clips`)."""

@@ -33,10 +33,10 @@ from PIL import Image
 from vossegcli.datasets.clips import Clip
 from vossegcli.eval.assignment import best_assignment
 from vossegcli.eval.metrics import boundary_measure, region_similarity
-from vossegcli.eval.synth import (
-    HEIGHT, WIDTH, _background, _linear, _Pool, _Track, composite_frame, default_cache as synth_cache,
-    duts_root,
-)
+from vossegcli.datasets.cutouts import DutsPool
+from vossegcli.datasets.roots import duts_root
+from vossegcli.datasets.scenes import HEIGHT, WIDTH, Track, composite_frame, linear_path, panned_background
+from vossegcli.eval.synth import default_cache as synth_cache
 from vossegcli.files import atomic_write
 from vossegcli.io.palette import VOID_ID, davis_palette, read_label_png, write_label_png
 
@@ -51,10 +51,10 @@ def _entering(start_x: float, end_x: float, y: float, frames: int, enter_at: int
     """Off the left or right edge until ``enter_at``, then walking in to ``end_x``."""
     side = -margin if start_x < WIDTH / 2 else WIDTH + margin
     path = [(side, y)] * enter_at
-    return path + _linear((side, y), (end_x, y), frames - enter_at)
+    return path + linear_path((side, y), (end_x, y), frames - enter_at)
 
 
-def multi_clip(pool: _Pool, index: int, frames: int = FRAMES) -> Clip:
+def multi_clip(pool: DutsPool, index: int, frames: int = FRAMES) -> Clip:
     """Synthetic clip ``index``: 2–5 labelled held-out objects (deterministic in ``index``)."""
     rng = random.Random(104729 + index)
     for _attempt in range(50):
@@ -77,10 +77,10 @@ def multi_clip(pool: _Pool, index: int, frames: int = FRAMES) -> Clip:
             if i > 0 and rng.random() < 0.3:  # enters part-way
                 path = _entering(a[0], b[0], y, frames, rng.randint(4, frames // 2), h)
             else:
-                path = _linear(a, b, frames)
+                path = linear_path(a, b, frames)
             angles = [6 * math.sin(rng.uniform(0, 6.28) + 0.2 * t) for t in range(frames)]
-            tracks.append(_Track(pool.cutout(key), i + 1, path, [h] * frames, angles))
-        background = _background(pool, rng.choice(pool.ids), frames, rng)
+            tracks.append(Track(pool.cutout(key), i + 1, path, [h] * frames, angles))
+        background = panned_background(pool, rng.choice(pool.ids), frames, rng)
         images, labels = [], []
         for t in range(frames):
             canvas, label = composite_frame(background[t], tracks, t)
@@ -146,7 +146,7 @@ def build_auto_multi(data: Path, cache: Path | None = None) -> tuple[Path, list[
     expected = {"generator_version": GENERATOR_VERSION, "clips": names}
     if stamp.is_file() and json.loads(stamp.read_text()) == expected:
         return cache, names
-    pool = _Pool(duts_root(data))
+    pool = DutsPool(duts_root(data))
     palette = davis_palette()
     for name in names:
         if name.startswith("multi-"):

@@ -31,7 +31,7 @@ VERSION = "auto-synth-v1"
 
 def build_clips(data: Path, cache: Path, seed: int = 0) -> Path:
     """Write the clips (``clip-XX/frames/*.png``, ``clip-XX/gt/*.png``) once; returns their folder."""
-    from vossegcli.datasets.cutouts import clean_background, load_cutout, paste
+    from vossegcli.datasets.cutouts import clean_background, load_cutout, paste, scale_for_share
 
     root = Path(cache) / VERSION
     if (root / "done").is_file():
@@ -50,9 +50,6 @@ def build_clips(data: Path, cache: Path, seed: int = 0) -> Path:
             if cut is not None:
                 return cut
 
-    def scale_for(cut, share: float) -> float:
-        return float(np.sqrt(share * h * w / max(cut.alpha.sum(), 1)))
-
     for c in range(CLIPS):
         clip = root / f"clip-{c:02d}"
         (clip / "frames").mkdir(parents=True)
@@ -64,7 +61,7 @@ def build_clips(data: Path, cache: Path, seed: int = 0) -> Path:
         share = rng.uniform(0.05, 0.2)
         start = np.array([rng.uniform(0.25, 0.75) * w, rng.uniform(0.3, 0.7) * h])
         end = np.array([rng.uniform(0.25, 0.75) * w, rng.uniform(0.3, 0.7) * h])
-        s0, s1 = scale_for(target, share), scale_for(target, share) * rng.uniform(0.8, 1.25)
+        s0, s1 = scale_for_share(target, share, SIZE), scale_for_share(target, share, SIZE) * rng.uniform(0.8, 1.25)
         a0, a1 = rng.uniform(-10, 10), rng.uniform(-10, 10)
         pan = (rng.randrange(bg.shape[0] - h + 1), rng.randrange(bg.shape[1] - w + 1))
         distractor = None
@@ -73,7 +70,7 @@ def build_clips(data: Path, cache: Path, seed: int = 0) -> Path:
             if t % 4 == 0:
                 d = cutout()
                 distractor = (d, rng.uniform(0.15, 0.85) * w, rng.uniform(0.2, 0.8) * h,
-                              scale_for(d, share * rng.uniform(0.8, 1.25)), rng.uniform(-15, 15))
+                              scale_for_share(d, share * rng.uniform(0.8, 1.25), SIZE), rng.uniform(-15, 15))
             y = int(round(pan[0] * (1 - 0.3 * u)))
             x = int(round(pan[1] * (1 - 0.3 * u)))
             canvas = bg[y:y + h, x:x + w].copy()

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vossegcli.eval.synth import HEIGHT, WIDTH, Cutout, _background, _Pool, _Track, composite_frame
+from vossegcli.datasets.cutouts import Cutout, DutsPool, mirrored
+from vossegcli.datasets.scenes import HEIGHT, WIDTH, Track, composite_frame, panned_background
 from vossegcli.datasets.clips import Clip as BaseClip
 from vossegcli.datasets.roots import duts_root
 from vossegcli.files import atomic_write
@@ -91,7 +92,7 @@ def cut_clips(davis_root: Path, split: str) -> list[Clip]:
     return clips
 
 
-def _panel(pool: _Pool, rng: random.Random, w: int, h: int) -> Cutout:
+def _panel(pool: DutsPool, rng: random.Random, w: int, h: int) -> Cutout:
     """An opaque rectangle cut from a held-out image."""
     im = pool.image(rng.choice(pool.ids))
     scale = max(w / im.width, h / im.height) * 1.05
@@ -100,18 +101,18 @@ def _panel(pool: _Pool, rng: random.Random, w: int, h: int) -> Cutout:
     return Cutout(rgb, np.ones(rgb.shape[:2], np.float32))
 
 
-def _cut_of(pool: _Pool, rng: random.Random) -> Cutout:
+def _cut_of(pool: DutsPool, rng: random.Random) -> Cutout:
     while True:
         c = pool.cutout(rng.choice(pool.ids))
         if c is not None and 0.4 < c.rgb.shape[1] / c.rgb.shape[0] < 2.5:
             return c
 
 
-def synthetic_clip(pool: _Pool, scenario: str, index: int) -> Clip:
+def synthetic_clip(pool: DutsPool, scenario: str, index: int) -> Clip:
     """Clip ``index`` of ``scenario`` (deterministic)."""
     n = SYNTH_FRAMES
     rng = random.Random(104729 * (SYNTH_SCENARIOS.index(scenario) + 1) + index)
-    background = _background(pool, rng.choice(pool.ids), n, rng)
+    background = panned_background(pool, rng.choice(pool.ids), n, rng)
     h0 = HEIGHT * rng.uniform(0.32, 0.45)
     cut = _cut_of(pool, rng)
     width = h0 * cut.rgb.shape[1] / cut.rgb.shape[0]
@@ -123,21 +124,21 @@ def synthetic_clip(pool: _Pool, scenario: str, index: int) -> Clip:
         xs = [0.35 * WIDTH - speed * t for t in range(11)]
         xs += [-width] * 13
         xs += [WIDTH + width / 2 - speed * (t + 1) for t in range(n - len(xs))]
-        tracks = [_Track(cut, 1, [(x, y) for x in xs], [h0] * n, [0.0] * n)]
+        tracks = [Track(cut, 1, [(x, y) for x in xs], [h0] * n, [0.0] * n)]
     elif scenario == "occlude":
         path = [(WIDTH * (0.4 + 0.2 * t / (n - 1)), y) for t in range(n)]
-        obj = _Track(cut, 1, path, [h0] * n, [0.0] * n)
+        obj = Track(cut, 1, path, [h0] * n, [0.0] * n)
         pw, ph = int(width * 1.6 + 60), int(min(HEIGHT, h0 * 1.6 + 40))
         panel = _panel(pool, rng, pw, ph)
         # Slides in from the right over 8 frames, covers the object for ~14, slides out to the left.
         px = [WIDTH + pw / 2 - (WIDTH + pw / 2 - path[min(t, n - 1)][0]) * min(t / 8, 1.0) for t in range(22)]
         px += [path[21][0] - (path[21][0] + pw / 2 + 10) * min((t + 1) / 8, 1.0) for t in range(n - 22)]
-        tracks = [obj, _Track(panel, 0, [(x, y) for x in px], [float(ph)] * n, [0.0] * n)]
+        tracks = [obj, Track(panel, 0, [(x, y) for x in px], [float(ph)] * n, [0.0] * n)]
     elif scenario == "twins":
-        twin = Cutout(np.ascontiguousarray(cut.rgb[:, ::-1]), np.ascontiguousarray(cut.alpha[:, ::-1]))
+        twin = mirrored(cut)
         a = [(WIDTH * (0.2 + 0.45 * t / (n - 1)), y - 10) for t in range(n)]
         b = [(WIDTH * (0.8 - 0.45 * t / (n - 1)), y + 10) for t in range(n)]
-        tracks = [_Track(cut, 1, a, [h0] * n, [0.0] * n), _Track(twin, 2, b, [h0 * 0.95] * n, [0.0] * n)]
+        tracks = [Track(cut, 1, a, [h0] * n, [0.0] * n), Track(twin, 2, b, [h0 * 0.95] * n, [0.0] * n)]
         starts = {0: [1, 2]} if index % 2 == 0 else {0: [1], LATE_START: [2]}
     else:
         raise ValueError(f"unknown scenario {scenario!r}")
@@ -168,7 +169,7 @@ def build_val_lost(data: Path, cache: Path | None = None, calibration: bool = Fa
         blob = json.loads(stamp.read_text())
         if blob.get("generator_version") == GENERATOR_VERSION:
             return cache, blob["clips"]
-    pool = _Pool(duts_root(data))
+    pool = DutsPool(duts_root(data))
     clips: dict[str, dict] = {}
     davis = davis16_root(data)
     rendered = cut_clips(davis, "train" if calibration else "val")

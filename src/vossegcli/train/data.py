@@ -125,10 +125,10 @@ def elastic_warp(obj: Cutout, rng: random.Random, strength: float) -> Cutout:
     flow = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
     grid = torch.stack([xs, ys], dim=-1)[None] + flow
-    rgba = torch.from_numpy(np.dstack([obj.rgb, obj.alpha.astype(np.uint8) * 255])).permute(2, 0, 1)[None].float()
+    rgba = torch.from_numpy(np.dstack([obj.rgb, (obj.alpha >= 0.5).astype(np.uint8) * 255])).permute(2, 0, 1)[None].float()
     out = F.grid_sample(rgba, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
     out = out.permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
-    return Cutout(np.ascontiguousarray(out[..., :3]), out[..., 3] > 127)
+    return Cutout(np.ascontiguousarray(out[..., :3]), (out[..., 3] > 127).astype(np.float32))
 
 
 def _motion_blur(image: np.ndarray, dx: float, dy: float) -> np.ndarray:

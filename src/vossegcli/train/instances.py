@@ -29,12 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vossegcli.datasets.roots import davis16_root, duts_root, duts_split, split_sequences
+from vossegcli.datasets.cutouts import DutsPool
+from vossegcli.datasets.roots import davis16_root, duts_root, split_sequences
 from vossegcli.engine.backbone import Backbone
 from vossegcli.engine.rvos import InstanceConfig, InstanceDecoder, load_instances, save_instances
 from vossegcli.eval.assignment import best_assignment
 from vossegcli.eval.auto_multi import PAIR_SIZE, multi_clip, pair_clip
-from vossegcli.eval.synth import _Pool
 
 LEVEL_NAMES = ("s32", "s16", "s8")
 STRIDE = 8  #: the decoder's mask grid
@@ -57,10 +57,8 @@ class InstanceTrainConfig:
         return asdict(self)
 
 
-def _training_pool(data: Path) -> _Pool:
-    pool = _Pool(duts_root(data))
-    pool.ids, _ = duts_split(pool.root)
-    return pool
+def _training_pool(data: Path) -> DutsPool:
+    return DutsPool(duts_root(data), part="train")
 
 
 def _single_clip(root: Path, seq: str, frames: int):

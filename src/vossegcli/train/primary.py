@@ -169,7 +169,7 @@ def common_object_pair(pool, backgrounds: list[tuple[Path, Path]], rng: random.R
     or another one. Only the shared object is foreground — what the co-attention must learn: in
     one frame the two are alike, across the pair only the target recurs.
     """
-    from vossegcli.datasets.cutouts import paste
+    from vossegcli.datasets.cutouts import paste, scale_for_share
 
     h, w = size
 
@@ -190,21 +190,18 @@ def common_object_pair(pool, backgrounds: list[tuple[Path, Path]], rng: random.R
         x = rng.randrange(bg.shape[1] - w + 1)
         return bg[y:y + h, x:x + w].copy()
 
-    def scale_for(cut, share: float) -> float:
-        return float(np.sqrt(share * h * w / max(cut.alpha.sum(), 1)))
-
     bg = background()
     frames = [window(bg), window(bg if rng.random() < 0.7 else background())]
     target = cutout()
     share = rng.uniform(0.04, 0.25)
-    pose = (rng.uniform(0.25, 0.75) * w, rng.uniform(0.25, 0.75) * h, scale_for(target, share), rng.uniform(-15, 15))
+    pose = (rng.uniform(0.25, 0.75) * w, rng.uniform(0.25, 0.75) * h, scale_for_share(target, share, size), rng.uniform(-15, 15))
     out = []
     for k, canvas in enumerate(frames):
         labels = np.zeros((h, w), np.uint8)
         if rng.random() < 0.8:  # this frame's own distractor, pasted first (the target may cover it)
             d = cutout()
             paste(canvas, labels, d, 2, rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h,
-                   scale_for(d, rng.uniform(0.5, 1.5) * share), rng.uniform(-20, 20))
+                   scale_for_share(d, rng.uniform(0.5, 1.5) * share, size), rng.uniform(-20, 20))
         cx, cy, sc, ang = pose
         if k == 1:
             cx += rng.uniform(-0.25, 0.25) * w
