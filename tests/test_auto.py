@@ -17,6 +17,7 @@ from vossegcli.engine.primary import PrimaryObjectNet, load_primary, mask_confid
 from vossegcli.eval.metrics import region_similarity
 from vossegcli.io.palette import read_label_png
 from vossegcli.run.auto import AutoConfig, reference_indices
+from vossegcli.run.discovery import DISCOVER_EVERY
 from support import runner
 
 FRAMES = 20
@@ -349,7 +350,7 @@ def test_auto_objects_all_finds_an_object_entering_later_and_keeps_both_ids(tmp_
 
 
 def test_untracked_parts_catches_a_tracked_object_spreading_onto_a_separate_newcomer():
-    from vossegcli.run.auto import untracked_parts
+    from vossegcli.run.discovery import untracked_parts
 
     parts = np.zeros((60, 80), np.uint8)
     parts[5:20, 5:20] = 1  # object 1's home
@@ -365,7 +366,7 @@ def test_untracked_parts_catches_a_tracked_object_spreading_onto_a_separate_newc
 
 
 def test_untracked_parts_never_splits_an_object_the_proposer_cut_in_two():
-    from vossegcli.run.auto import untracked_parts
+    from vossegcli.run.discovery import untracked_parts
 
     parts = np.zeros((60, 80), np.uint8)
     parts[10:40, 10:30] = 1
@@ -376,7 +377,7 @@ def test_untracked_parts_never_splits_an_object_the_proposer_cut_in_two():
 
 
 def test_untracked_parts_joins_touching_new_parts_and_keeps_apart_ones_apart():
-    from vossegcli.run.auto import untracked_parts
+    from vossegcli.run.discovery import untracked_parts
 
     parts = np.zeros((60, 80), np.uint8)
     parts[10:30, 10:20] = 1
@@ -427,7 +428,7 @@ def test_objects_discovery_adds_untracked_parts_every_few_frames_within_the_limi
     previous = np.zeros((40, 60), np.uint8)
     previous[5:15, 5:15] = 1
     image = np.zeros((40, 60, 3), np.uint8)
-    every = auto_module.DISCOVER_EVERY
+    every = DISCOVER_EVERY
     discover = auto_module._discoverer(frames, AutoConfig(objects=0, proposer="parts"), fake, None, 1, 3, None)
     assert discover(3 + every - 1, image, previous, [1]) is None  # not a discovery frame
     new = discover(3 + every, image, previous, [1])
@@ -454,7 +455,7 @@ def test_objects_discovery_with_the_instance_decoder_adds_its_untracked_objects(
                            instances=lambda feats, state=None: (logits, scores, None))
     previous = np.zeros((40, 64), np.uint8)
     previous[0:16, 0:16] = 1
-    every = auto_module.DISCOVER_EVERY
+    every = DISCOVER_EVERY
     discover = auto_module._discoverer(tmp_path, AutoConfig(objects=0), fake, None, 1, 0, None)
     new = discover(every, np.zeros((40, 64, 3), np.uint8), previous, [1])
     assert set(np.unique(new).tolist()) == {0, 2} and new[35, 60] == 2 and new[4, 4] == 0
@@ -510,7 +511,7 @@ def test_auto_objects_resumed_after_a_discovery_writes_what_an_uninterrupted_run
 
     def fake_discoverer(input_path, auto, seg, max_size, seeded, seed_frame, notify):
         def discover(index, image, previous, ids):
-            if index == seed_frame + auto_module.DISCOVER_EVERY and len(ids) < 2:
+            if index == seed_frame + DISCOVER_EVERY and len(ids) < 2:
                 return np.where(entering & (previous == 0), max(ids) + 1, 0).astype(np.uint8)
             return None
         return discover
@@ -521,7 +522,7 @@ def test_auto_objects_resumed_after_a_discovery_writes_what_an_uninterrupted_run
     assert runner.invoke(app, args + ["--out", str(whole), "--report", str(tmp_path / "whole.json")]).exit_code == 0
     expected = {p.name: p.read_bytes() for p in whole.glob("[0-9]*.png")}
     assert len(expected) == FRAMES and any((read_label_png(whole / f"{FRAMES - 1:05d}.png") == 2).ravel())
-    discovered_at = json.loads((tmp_path / "whole.json").read_text())["auto"]["seed_frame"] + auto_module.DISCOVER_EVERY
+    discovered_at = json.loads((tmp_path / "whole.json").read_text())["auto"]["seed_frame"] + DISCOVER_EVERY
 
     step = Segmenter.step
     stop_at = FRAMES - 4
