@@ -9,7 +9,8 @@ from vossegcli.engine.presence import (
     FrameDiagnostics, PresenceState, frame_descriptor, local_maxima, spatial_windows,
 )
 from vossegcli.engine.reid import BINS, SAMPLES_PER_BIN, TemplateBank, mask_boxes, region_embeddings, roi_weight_maps
-from vossegcli.run.diagnostics import DIAGNOSTICS_FILE, DiagnosticsLog, read_records, summarize, summary_lines
+from vossegcli.io.diagnostics_file import DIAGNOSTICS_FILE
+from vossegcli.run.diagnostics import DiagnosticsLog, read_records, summarize, summary_lines
 
 
 def _features(seed: int, h: int = 8, w: int = 12):

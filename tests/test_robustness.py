@@ -31,6 +31,7 @@ import vossegcli.run.segment as segment_module
 from vossegcli.engine.config import SegmenterConfig
 from vossegcli.engine.state import StageTimes
 from vossegcli.io.palette import davis_palette, read_label_png, write_label_png
+from vossegcli.io.run_folder import RunFolder
 from vossegcli.sample import sample_paths
 from support import run_cli
 
@@ -438,7 +439,7 @@ def test_write_failure_of_the_run_record_before_any_frame(tmp_path, fake_engine,
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(segment_module, "write_run_record", no_space)
+    monkeypatch.setattr(RunFolder, "write_record", no_space)
     result = run_cli("segment", "--out", tmp_path / "o")
     assert result.exit_code == 2
     assert "disk is full" in error_line(result)

@@ -20,7 +20,8 @@ from PIL import Image
 
 from vossegcli.engine.config import SegmenterConfig
 from vossegcli.eval.lost import build_val_lost
-from vossegcli.run.diagnostics import DIAGNOSTICS_FILE, read_records
+from vossegcli.io.diagnostics_file import DIAGNOSTICS_FILE
+from vossegcli.run.diagnostics import read_records
 from vossegcli.run.segment import segment
 
 

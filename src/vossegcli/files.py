@@ -8,7 +8,9 @@ nothing, or the whole new file, never a truncated one.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
@@ -88,6 +90,32 @@ def atomic_torch_save(obj: Any, path: Path, fsync: bool = False) -> int:
     return path.stat().st_size
 
 
+def write_json_atomic(path: Path, data: dict) -> None:
+    """``data`` as indented JSON, written atomically."""
+    atomic_write(path, lambda handle: handle.write((json.dumps(data, indent=2) + "\n").encode()))
+
+
+#: The temporary files :class:`PendingFile` makes (".<stem>.<8 random chars>.tmp").
+TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def clean_temporary_files(folder: Path) -> int:
+    """Remove what interrupted atomic writes left in ``folder``; returns how many files."""
+    removed = 0
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        if TEMPORARY_NAME.match(entry.name) and entry.is_file():
+            try:
+                entry.unlink()
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
 def sha256_of(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -97,4 +125,5 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["PendingFile", "atomic_torch_save", "atomic_write", "default_file_mode", "sha256_of"]
+__all__ = ["PendingFile", "TEMPORARY_NAME", "atomic_torch_save", "atomic_write", "clean_temporary_files", "default_file_mode",
+           "sha256_of", "write_json_atomic"]

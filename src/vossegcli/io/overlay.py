@@ -220,9 +220,10 @@ def write_overlay(
 
     records: Iterator[dict] | None = None
     if diagnostics:
-        from vossegcli.io.diagnostics_file import DIAGNOSTICS_FILE, read_records
+        from vossegcli.io.diagnostics_file import read_records
+        from vossegcli.io.run_folder import RunFolder
 
-        diag_path = masks_dir / DIAGNOSTICS_FILE
+        diag_path = RunFolder(masks_dir).diagnostics_file
         if not diag_path.is_file():
             reader.close()
             raise MaskError(f"{diag_path}: not found; run `vosseg segment` into {masks_dir} again (it writes the "

@@ -44,18 +44,17 @@ from vossegcli.engine.segmenter import Segmenter
 from vossegcli.engine.config import SegmenterConfig
 from vossegcli.engine.objects import MAX_OBJECTS
 from vossegcli.errors import InputError, Interrupted, OutputError, VossegError
-from vossegcli.files import atomic_write
+from vossegcli.files import atomic_write, write_json_atomic
 from vossegcli.io.palette import davis_palette, write_label_png
 from vossegcli.io.video import open_frames
 from vossegcli.run.discovery import MIN_AREA_FRACTION, discoverer
 from vossegcli.run.inputs import FrameSource, resize_labels
 from vossegcli.run.options import DEFAULT_MAX_SIZE
 from vossegcli.run.outputs import (
-    MaskWriteError, MaskWriter, clean_temporary_files, describe_written, interrupted, out_of_memory, prepare_output_dir,
-    write_error_message, write_json_atomic,
+    MaskWriteError, MaskWriter, describe_written, interrupted, out_of_memory, prepare_output_dir, write_error_message,
 )
 from vossegcli.run.report import SegmentationRun, environment_info, peak_memory_mb
-from vossegcli.io.run_folder import AUTO_EARLY_DIR, AUTO_FILE, AUTO_SEED_FILE, RUN_FILE
+from vossegcli.io.run_folder import AUTO_EARLY_DIR, AUTO_FILE, AUTO_SEED_FILE, RunFolder
 
 AUTO_MODES = ("seed", "cosnet")
 #: The seed mask and what chose it, kept in the output folder of a seed-mode run (for --resume).
@@ -419,7 +418,7 @@ def segment_auto(
     seg = load_primary_segmenter(auto, torch_device, precision, backbone=tracker.backbone)
     from vossegcli.run.segment import segment
 
-    if record is not None and "seed" in record and (out_dir / AUTO_SEED_FILE).is_file():
+    if record is not None and "seed" in record and RunFolder(out_dir).auto_seed_file.is_file():
         seed = record["seed"]
         if notify:
             notify(f"resuming the --auto run seeded at frame {seed['seed_frame']} (confidence {seed['confidence']:.2f})")
@@ -433,12 +432,12 @@ def segment_auto(
                    f"{100 * seed['area_fraction']:.1f}% of the frame")
         _write_seed(out_dir, input_path, proposal, {"identity": identity, "seed": seed})
     # segment() has started in out_dir when its run record is there; before that a resume starts it afresh
-    started = resume and (out_dir / RUN_FILE).is_file()
+    started = resume and RunFolder(out_dir).holds_run()
     discover = None
     if auto.objects != 1:
         discover = _discoverer(input_path, auto, seg, max_size, len(seed.get("objects") or [1]), seed["seed_frame"], notify)
     result = segment(
-        input_path, [f"{seed['seed_frame']}:{out_dir / AUTO_SEED_FILE}"], out_dir, device=device, config=config,
+        input_path, [f"{seed['seed_frame']}:{RunFolder(out_dir).auto_seed_file}"], out_dir, device=device, config=config,
         force=not started, resume=started, progress=progress, max_size=max_size, command=command, notify=notify,
         segmenter=tracker, discover=discover, **segment_kwargs,
     )
@@ -473,26 +472,27 @@ def _discoverer(input_path: Path, auto: AutoConfig, seg: PrimarySegmenter, max_s
 def _write_seed(out_dir: Path, input_path: Path, proposal: Proposal, record: dict) -> None:
     """The seed mask, the early frames' masks (input size, one at a time) and, last, the record that
     says both are complete."""
-    early_dir = out_dir / AUTO_EARLY_DIR
+    folder = RunFolder(out_dir)
+    early_dir = folder.auto_early_dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / AUTO_FILE).unlink(missing_ok=True)
+        folder.auto_file.unlink(missing_ok=True)
         shutil.rmtree(early_dir, ignore_errors=True)
-        write_label_png(out_dir / AUTO_SEED_FILE, proposal.mask.astype(np.uint8), davis_palette())
+        write_label_png(folder.auto_seed_file, proposal.mask.astype(np.uint8), davis_palette())
         if proposal.early:
             early_dir.mkdir()
             with open_frames(input_path) as reader:
                 size = (reader.info.width, reader.info.height)
                 for i, mask in sorted(proposal.early.items()):
                     write_label_png(early_dir / f"{reader.frame_name(i)}.png", _to_input_size(mask, size), davis_palette())
-        write_json_atomic(out_dir / AUTO_FILE, record)
+        write_json_atomic(folder.auto_file, record)
     except OSError as exc:
         raise OutputError(write_error_message(out_dir, exc)) from exc
 
 
 def _copy_early(out_dir: Path, result: SegmentationRun) -> None:
     """Frames before the seed frame: their co-attention masks replace the engine's empty ones."""
-    files = sorted((out_dir / AUTO_EARLY_DIR).glob("*.png"))
+    files = sorted(RunFolder(out_dir).auto_early_dir.glob("*.png"))
     try:
         for path in files:
             data = path.read_bytes()
@@ -505,7 +505,7 @@ def _copy_early(out_dir: Path, result: SegmentationRun) -> None:
 
 def _read_auto_record(out_dir: Path) -> dict | None:
     try:
-        return json.loads((Path(out_dir) / AUTO_FILE).read_text())
+        return json.loads(RunFolder(out_dir).auto_file.read_text())
     except (OSError, ValueError):
         return None
 
@@ -530,8 +530,8 @@ def _segment_cosnet(input_path: Path, out_dir: Path, auto: AutoConfig, seg: Prim
             notify(f"resuming after frame {first - 1}: {first} masks are complete")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        clean_temporary_files(out_dir)
-        write_json_atomic(out_dir / AUTO_FILE, {"identity": identity, "references": used})
+        RunFolder(out_dir).clean_temporary_files()
+        write_json_atomic(RunFolder(out_dir).auto_file, {"identity": identity, "references": used})
     except OSError as exc:
         raise OutputError(write_error_message(out_dir, exc)) from exc
     done = first
@@ -569,7 +569,7 @@ def _segment_cosnet(input_path: Path, out_dir: Path, auto: AutoConfig, seg: Prim
                           "the same command and --resume") from None
     finally:
         reader.close()
-        clean_temporary_files(out_dir)
+        RunFolder(out_dir).clean_temporary_files()
     processed = done - first
     return SegmentationRun(
         input=str(input_path), output=str(out_dir),

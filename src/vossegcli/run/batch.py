@@ -214,7 +214,7 @@ def run_job(job: Job, device: str = "auto", progress: Callable[[int, int | None]
     """Segment one job with this process's engine for its configuration; never raises a VossegError
     (it becomes a failed result). A re-run skips a complete folder and resumes an interrupted one."""
     from vossegcli.run.diagnostics import summary_lines
-    from vossegcli.io.run_folder import AUTO_FILE, RUN_FILE
+    from vossegcli.io.run_folder import RunFolder
     from vossegcli.run.segment import segment
 
     start = time.perf_counter()
@@ -226,10 +226,10 @@ def run_job(job: Job, device: str = "auto", progress: Callable[[int, int | None]
             from vossegcli.run.auto import segment_auto
 
             run = segment_auto(Path(job.input), out, auto_config(job), device=device, config=config,
-                               resume=(out / AUTO_FILE).is_file(),
+                               resume=RunFolder(out).auto_file.is_file(),
                                progress=progress, max_size=max_size, bidirectional=bidirectional)
         else:
-            resume = (out / RUN_FILE).is_file()
+            resume = RunFolder(out).holds_run()
             segmenter = _engine(config, device)
             run = segment(
                 Path(job.input), job.masks, out, config=config, resume=resume, segmenter=segmenter, progress=progress,

@@ -41,9 +41,9 @@ from vossegcli.engine.segmenter import Segmenter
 from vossegcli.engine.state import VideoState
 from vossegcli.io.palette import read_label_png, write_label_png
 from vossegcli.io.video import FrameReader
-from vossegcli.run.diagnostics import DIAGNOSTICS_FILE, read_records, rewrite_records
+from vossegcli.run.diagnostics import read_records, rewrite_records
 from vossegcli.run.inputs import FrameSource, resize_labels
-from vossegcli.io.run_folder import BACKWARD_DIR
+from vossegcli.io.run_folder import RunFolder
 
 #: Most frames one backward tracklet revisits before its anchor.
 MAX_BACKWARD = 300
@@ -135,13 +135,13 @@ def backward_pass(
     """Run the backward pass over ``out_dir`` (written by the forward pass); returns what changed:
     ``{"stretches", "frames_changed", "changed": {object id: [[first, last], ...]}, "seconds"}``."""
     start = time.perf_counter()
-    diag_path = Path(out_dir) / DIAGNOSTICS_FILE
+    diag_path = RunFolder(out_dir).diagnostics_file
     # (an object missing from the engine state — not re-seeded by a resume — has no templates to link by)
     stretches = [s for s in find_stretches(diag_path) if s.object_id in forward_state.objects]
     result = {"stretches": len(stretches), "frames_changed": 0, "changed": {}, "seconds": 0.0}
     if not stretches:
         return result
-    cache = Path(out_dir) / BACKWARD_DIR
+    cache = RunFolder(out_dir).backward_dir
     changes: dict[int, dict[str, dict]] = {}
     try:
         forward = _forward_entries(diag_path, {t for s in stretches for t in range(s.first, s.anchor + 1)})

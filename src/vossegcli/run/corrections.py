@@ -36,7 +36,7 @@ from typing import Sequence
 from vossegcli.errors import MaskError, OutputError, VossegError
 from vossegcli.files import sha256_of
 from vossegcli.io.masks import MaskSet, parse_mask_arg
-from vossegcli.io.run_folder import CORRECTIONS_DIR, KEYFRAMES_DIR, RUN_FILE, STATE_FILE, read_run_record
+from vossegcli.io.run_folder import RunFolder
 
 #: Most keyframe states kept per run, and the most disk they may take together (thinned evenly
 #: beyond either; the newest is always kept).
@@ -49,7 +49,7 @@ KEYFRAMES_BUDGET = 512 * 2**20
 
 def keyframes(out_dir: Path) -> dict[int, Path]:
     """Frame index (the first frame the state continues with) → keyframe file, ascending."""
-    folder = Path(out_dir) / KEYFRAMES_DIR
+    folder = RunFolder(out_dir).keyframes_dir
     found = {}
     for path in folder.glob("*.pt") if folder.is_dir() else ():
         if path.stem.isdigit():
@@ -60,10 +60,10 @@ def keyframes(out_dir: Path) -> dict[int, Path]:
 def keep_keyframe(state_file: Path, out_dir: Path, frame: int) -> None:
     """Keep the state just saved to ``state_file`` as the keyframe of ``frame``, then thin the keyframes
     to :data:`MAX_KEYFRAMES`. A failure only means one keyframe less (never fails the run)."""
-    folder = Path(out_dir) / KEYFRAMES_DIR
-    target = folder / f"{frame:06d}.pt"
+    folder = RunFolder(out_dir)
+    target = folder.keyframe(frame)
     try:
-        folder.mkdir(exist_ok=True)
+        folder.keyframes_dir.mkdir(exist_ok=True)
         target.unlink(missing_ok=True)
         try:
             os.link(state_file, target)
@@ -131,7 +131,7 @@ def discard_from(out_dir: Path, frame_name, restart: int, last: int) -> None:
     for t in range(restart, last + 1):
         (Path(out_dir) / f"{frame_name(t)}.png").unlink(missing_ok=True)
     drop_keyframes_after(out_dir, restart)
-    (Path(out_dir) / STATE_FILE).unlink(missing_ok=True)
+    RunFolder(out_dir).state_file.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------ corrections
@@ -185,7 +185,7 @@ class Corrections:
         if correct and force:
             raise VossegError("--correct continues the run in --out itself: drop --force (or give the fix as another --mask)")
         new = cls.parse(correct, remove)
-        editing = bool(new) and (Path(out_dir) / RUN_FILE).is_file() and not force
+        editing = bool(new) and RunFolder(out_dir).holds_run() and not force
         if correct and not editing:
             raise OutputError(f"{out_dir}: holds no vosseg run to correct; run without --correct first, or give the "
                               "correction as another --mask")
@@ -198,14 +198,14 @@ class Corrections:
         """The corrections the run record of ``out_dir`` lists (their masks are kept in the run folder).
         A kept mask that is missing or no longer the one recorded (its sha256) is refused (OutputError):
         the run would continue from a mask it never used — unless a new correction ``replaced`` its frame."""
-        record = read_run_record(out_dir) or {}
+        record = RunFolder(out_dir).read_record() or {}
         out = cls()
         for item in record.get("corrections") or []:
             try:
                 if "remove" in item:
                     out.removals[int(item["frame"])] = sorted(int(i) for i in item["remove"])
                     continue
-                frame, path = int(item["frame"]), Path(out_dir) / CORRECTIONS_DIR / str(item["file"])
+                frame, path = int(item["frame"]), RunFolder(out_dir).corrections_dir / str(item["file"])
             except (KeyError, TypeError, ValueError):
                 continue
             if frame not in replaced and item.get("sha256") and \
@@ -253,7 +253,7 @@ class Corrections:
     def store(self, out_dir: Path) -> list[dict]:
         """Copy the correction masks into ``out_dir``/.vosseg-corrections (those not there yet) and
         return the run record's list of the corrections."""
-        folder = Path(out_dir) / CORRECTIONS_DIR
+        folder = RunFolder(out_dir).corrections_dir
         listed: list[dict] = []
         if self.masks:
             folder.mkdir(exist_ok=True)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from vossegcli.engine.presence import FrameDiagnostics
 from vossegcli.files import atomic_write
-from vossegcli.io.diagnostics_file import DIAGNOSTICS_FILE, read_records
+from vossegcli.io.diagnostics_file import read_records
+from vossegcli.io.run_folder import RunFolder
 
 GONE = ("lost", "absent")
 
@@ -43,7 +44,7 @@ class DiagnosticsLog:
     before this index from an earlier run (a resume), drop the rest."""
 
     def __init__(self, out_dir: Path, keep: int = 0) -> None:
-        self.path = Path(out_dir) / DIAGNOSTICS_FILE
+        self.path = RunFolder(out_dir).diagnostics_file
         kept: list[str] = []
         if keep > 0 and self.path.is_file():
             with self.path.open() as handle:

@@ -4,17 +4,14 @@
 * :class:`MaskWriter` encodes and writes the mask PNGs in a background thread, in order and
   atomically (temporary name, then rename), and knows how many are complete;
 * :class:`TimestampLog` writes ``timestamps.csv``: each mask's frame and presentation time;
-* :func:`clean_temporary_files` removes what interrupted atomic writes left;
 * :func:`write_error_message` / :func:`describe_written`: the one-line messages about writing.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import queue
-import re
 import signal
 import threading
 import time
@@ -27,10 +24,8 @@ from vossegcli.files import atomic_write
 from vossegcli.io.palette import write_label_png
 from vossegcli.io.video import FrameReader
 from vossegcli.run.inputs import resize_labels
-from vossegcli.io.run_folder import TIMESTAMPS_FILE
+from vossegcli.io.run_folder import RunFolder
 
-#: Temporary files of :func:`~vossegcli.io.palette.atomic_write` (".<stem>.<8 random chars>.tmp").
-_TMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 #: Label maps waiting for the PNG writer at most (each one frame at the engine's size).
 WRITE_QUEUE = 4
 #: Seconds between checks while waiting on the writer thread (so signal handlers run promptly).
@@ -59,27 +54,6 @@ def prepare_output_dir(out_dir: Path, force: bool) -> None:
 
 def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK | os.X_OK)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    atomic_write(path, lambda handle: handle.write((json.dumps(data, indent=2) + "\n").encode()))
-
-
-def clean_temporary_files(out_dir: Path) -> int:
-    """Remove leftover temporary files of interrupted atomic writes; returns how many."""
-    removed = 0
-    try:
-        entries = list(Path(out_dir).iterdir())
-    except OSError:
-        return 0
-    for entry in entries:
-        if _TMP_NAME.match(entry.name) and entry.is_file():
-            try:
-                entry.unlink()
-                removed += 1
-            except OSError:
-                pass
-    return removed
 
 
 def remove_if_empty(folder: Path) -> None:
@@ -249,7 +223,7 @@ class TimestampLog:
     HEADER = "frame,mask,time_s\n"
 
     def __init__(self, out_dir: Path, keep: int = 0):
-        self.path = Path(out_dir) / TIMESTAMPS_FILE
+        self.path = RunFolder(out_dir).timestamps_file
         kept: list[str] = []
         if keep > 0 and self.path.is_file():
             with self.path.open() as handle:

@@ -19,8 +19,7 @@ from vossegcli.errors import OutputError
 from vossegcli.io.masks import MaskSet
 from vossegcli.io.palette import read_label_png
 from vossegcli.io.video import FrameReader
-from vossegcli.run.outputs import clean_temporary_files, write_json_atomic
-from vossegcli.io.run_folder import RUN_FILE, STATE_FILE
+from vossegcli.io.run_folder import RUN_FILE, RunFolder
 
 #: Written into the output folder at the start of a run; what ``resume`` checks.
 RUN_FILE_FORMAT = 1
@@ -64,11 +63,6 @@ def new_run_record(identity: dict, *, command: str | None, max_size: int | None,
     }
 
 
-def write_run_record(out_dir: Path, record: dict) -> None:
-    """Write ``record`` to ``out_dir``/.vosseg-run.json atomically (raises OSError)."""
-    write_json_atomic(Path(out_dir) / RUN_FILE, record)
-
-
 def resume_hint(command: str | None) -> str:
     """How to continue: the CLI command with --resume, or (library use) resume=True."""
     return f"`{command} --resume`" if command else "the same call with resume=True"
@@ -103,7 +97,8 @@ def plan_resume(out_dir: Path, identity: dict, reader: FrameReader, masks: MaskS
         return ResumePlan(-1, dict(masks.labels), [f"{out_dir}: nothing to resume yet; starting at frame 0"])
     if not out_dir.is_dir():
         raise OutputError(f"{out_dir}: exists and is not a folder; choose another out_dir")
-    run_file = out_dir / RUN_FILE
+    folder = RunFolder(out_dir)
+    run_file = folder.record_file
     if not run_file.is_file():
         raise OutputError(
             f"{out_dir}: has files but no {RUN_FILE}, so it holds no vosseg run to resume; "
@@ -125,7 +120,7 @@ def plan_resume(out_dir: Path, identity: dict, reader: FrameReader, masks: MaskS
         raise OutputError(
             f"{out_dir}: holds a run with different {', '.join(diff)}{before} - {fix}"
         )
-    clean_temporary_files(out_dir)
+    folder.clean_temporary_files()
     size = (info.width, info.height)
     names = info.frame_names
     last = -1
@@ -186,7 +181,7 @@ def load_saved_state(segmenter, out_dir: Path, identity: dict, work_size: tuple[
     at the same internal resolution, and every frame before it is complete in the folder. ``path``: another
     state file of the run (a keyframe) instead of the state file.
     """
-    path = Path(path) if path is not None else Path(out_dir) / STATE_FILE
+    path = Path(path) if path is not None else RunFolder(out_dir).state_file
     if not path.is_file():
         return None, None
     try:

@@ -41,19 +41,18 @@ from vossegcli.io.video import FrameReader, TruncatedVideoError
 from vossegcli.run.inputs import FrameSource, load_inputs, scale_start_masks
 from vossegcli.run.options import DEFAULT_MAX_SIZE
 from vossegcli.run.outputs import (
-    TIMESTAMPS_FILE, MaskWriteError, MaskWriter, TimestampLog, clean_temporary_files, describe_written, interrupted,
-    out_of_memory, prepare_output_dir, remove_if_empty, write_error_message,
+    MaskWriteError, MaskWriter, TimestampLog, describe_written, interrupted, out_of_memory, prepare_output_dir,
+    remove_if_empty, write_error_message,
 )
 from vossegcli.run.bidirectional import backward_pass
-from vossegcli.run.diagnostics import DIAGNOSTICS_FILE, DiagnosticsLog, summarize
+from vossegcli.run.diagnostics import DiagnosticsLog, summarize
 from vossegcli.run.report import SegmentationRun, environment_info, peak_memory_mb, proc_memory_mb, weights_info
 from vossegcli.run.resume import (
-    RUN_FILE, STATE_EVERY, STATE_FILE, ResumePlan, load_saved_state, new_run_record, plan_resume, resume_hint, run_identity,
-    state_extra, write_run_record,
+    STATE_EVERY, ResumePlan, load_saved_state, new_run_record, plan_resume, resume_hint, run_identity, state_extra,
 )
 from vossegcli.run.signals import deferred_signals
 from vossegcli.io.masks import load_masks
-from vossegcli.io.run_folder import BACKWARD_DIR, BLEND_DIR, CORRECTIONS_DIR, KEYFRAMES_DIR
+from vossegcli.io.run_folder import STATE_FILE, TIMESTAMPS_FILE, RunFolder
 from vossegcli.run.corrections import Corrections, discard_from, keep_keyframe, latest_keyframe, restart_for_correction
 from vossegcli.run.anchors import AnchorBlend
 
@@ -109,6 +108,7 @@ def segment(
     if reader is None or masks is None:
         reader, masks = load_inputs(Path(input_path), mask_args, snap=snap_mask)
     out_dir = Path(out_dir)
+    folder = RunFolder(out_dir)
     config = config or SegmenterConfig()
     if max_size is not None and max_size < 0:
         raise VossegError(f"max_size={max_size}: must be 0 (native size) or a positive number of pixels")
@@ -137,8 +137,8 @@ def segment(
     else:
         prepare_output_dir(out_dir, force)
         plan = ResumePlan(-1, dict(masks.labels), [])
-        for kept in (KEYFRAMES_DIR, CORRECTIONS_DIR):  # (a forced run over an older one: not its keyframes)
-            shutil.rmtree(out_dir / kept, ignore_errors=True)
+        for kept in (folder.keyframes_dir, folder.corrections_dir):  # (a forced run over an older one: not its keyframes)
+            shutil.rmtree(kept, ignore_errors=True)
     source = FrameSource(reader, max_size)
     work_size = source.size
     objects = [{"id": o.id, "start_frame": o.start_frame, "area_px": o.area, "mask": str(o.source),
@@ -208,11 +208,11 @@ def segment(
         resumed_from_frame=plan.last if plan.last >= 0 else None,
     )
     try:
-        clean_temporary_files(out_dir)
+        folder.clean_temporary_files()
         with deferred_signals():  # the record lists the corrections before what they rewrite is removed
             if fixes:
                 record["corrections"] = fixes.store(out_dir)
-            write_run_record(out_dir, record)
+            folder.write_record(record)
             if correcting:
                 discard_from(out_dir, reader.frame_name, state.frame_index if state is not None else 0, written_up_to)
     except OSError as exc:
@@ -227,11 +227,11 @@ def segment(
     try:
         stamps = TimestampLog(out_dir, keep=first) if info.kind == "video" else None
     except OSError as exc:
-        raise OutputError(write_error_message(out_dir / TIMESTAMPS_FILE, exc)) from exc
+        raise OutputError(write_error_message(folder.timestamps_file, exc)) from exc
     try:
         diagnostics = DiagnosticsLog(out_dir, keep=start)
     except OSError as exc:
-        raise OutputError(write_error_message(out_dir / DIAGNOSTICS_FILE, exc)) from exc
+        raise OutputError(write_error_message(folder.diagnostics_file, exc)) from exc
     if stamps is not None and stamps.kept < first and notify:
         notify(f"{TIMESTAMPS_FILE} has no line for frames {stamps.kept}-{first - 1} (the earlier run was killed); "
                "their times are missing there")
@@ -258,7 +258,7 @@ def segment(
             if progress:
                 progress(done, info.num_frames)
 
-    state_path = out_dir / STATE_FILE
+    state_path = folder.state_file
 
     def save_state() -> bool:
         """Save the engine state when every frame it has processed has its PNG. A signal waits for
@@ -271,7 +271,7 @@ def segment(
 
     anchors = {f: [o.id for o in masks.objects if f in o.anchor_frames] for f in masks.anchor_frames}
     blender = AnchorBlend(segmenter, Path(input_path), work_size, scale_start_masks(masks, masks.labels, work_size, max_size),
-                          anchors, out_dir / BLEND_DIR, notify, floor=first) if anchors else None
+                          anchors, folder.blend_dir, notify, floor=first) if anchors else None
     try:
         wall_start = time.perf_counter()
         writer = MaskWriter(masks.palette, size=(info.width, info.height))
@@ -346,7 +346,7 @@ def segment(
         if stamps is not None:
             stamp_up_to(done)  # lines for what the writer completed last
             stamps.close()
-        clean_temporary_files(out_dir)
+        folder.clean_temporary_files()
     if notify:
         for note in reader.notes:
             notify(note)
@@ -372,13 +372,13 @@ def segment(
                 "redo the backward pass",
             ) from None
         finally:
-            shutil.rmtree(out_dir / BACKWARD_DIR, ignore_errors=True)
+            shutil.rmtree(folder.backward_dir, ignore_errors=True)
     try:
-        write_run_record(out_dir, {**record, "complete": True, "frames": done})
+        folder.write_record({**record, "complete": True, "frames": done})
         state_path.unlink(missing_ok=True)  # a complete run needs no engine state
     except OSError as exc:
-        raise OutputError(write_error_message(out_dir / RUN_FILE, exc)) from exc
-    summary = summarize(out_dir / DIAGNOSTICS_FILE)  # after the backward pass: its statuses count
+        raise OutputError(write_error_message(folder.record_file, exc)) from exc
+    summary = summarize(folder.diagnostics_file)  # after the backward pass: its statuses count
     stage_seconds = {k: v - times_before.get(k, 0.0) for k, v in state.times.as_dict().items() if k != "frames"}
     engine = sum(stage_seconds.values())
     mem = proc_memory_mb()
