@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 import signal
 import threading
+import typing
 from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
@@ -120,6 +123,36 @@ def _typer_option(name: str):
     decls = [f"{o.flag}/{o.negative}"] if o.kind is bool and o.default else [o.flag]
     extra = {"min": o.minimum} if o.minimum is not None else {}
     return typer.Option(o.default, *decls, metavar=o.metavar, help=o.help, **extra)
+
+
+def with_run_options(*names: str):
+    """Give a Typer command the run options ``names`` (flags, defaults and help from the one table,
+    :mod:`vossegcli.run.options`); the command receives their values together as its ``options``
+    dict (option name → value) instead of one parameter each."""
+    from vossegcli.run.options import OPTIONS
+
+    def kind(name: str):
+        o = OPTIONS[name]
+        return Optional[o.kind] if o.default is None else o.kind
+
+    def wrap(fn):
+        hints = typing.get_type_hints(fn)
+        own = [p.replace(annotation=hints.get(n, p.annotation))
+               for n, p in inspect.signature(fn).parameters.items() if n != "options"]
+        added = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=_typer_option(n), annotation=kind(n))
+                 for n in names]
+
+        @functools.wraps(fn)
+        def command(**given):
+            options = {n: given.pop(n) for n in names}
+            return fn(**given, options=options)
+
+        params = own + added
+        command.__signature__ = inspect.Signature(params)
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return wrap
 
 
 class EngineOptions:

@@ -13,7 +13,7 @@ from rich.table import Table
 from vossegcli import __version__
 from vossegcli.cli.common import (
     EngineOptions, _Command, _command_failures, _default_out, _fail, _progress, _sample_defaults, _use_threads, app,
-    console, err_console,
+    console, err_console, with_run_options,
 )
 from vossegcli.errors import VossegError
 from vossegcli.run.options import engine_config
@@ -133,39 +133,30 @@ def export(
 )
 
 
+@with_run_options("device", "max_size", "preset", "augment", "fill", "update", "seed", "refiner", "target_features",
+                  "precision", "deterministic", "absence")
 def benchmark(
     input_path: Optional[Path] = typer.Argument(None, metavar="[INPUT]", help="Clip to time. Default: the bundled sample."),
     mask: Optional[List[str]] = typer.Option(None, "--mask", "-m", help="Mask(s), as for segment."),
     fps: bool = typer.Option(True, "--fps", hidden=True, help="Measure frames per second (always on; kept for scripts)."),
-    device: str = EngineOptions.device,
     frames: Optional[int] = typer.Option(None, help="Use only the first N frames."),
-    max_size: int = EngineOptions.max_size,
-    preset: str = EngineOptions.preset,
-    augment: Optional[int] = EngineOptions.augment,
-    fill: Optional[str] = EngineOptions.fill,
-    update: bool = EngineOptions.update,
-    seed: int = EngineOptions.seed,
-    refiner: str = EngineOptions.refiner,
-    target_features: str = EngineOptions.target_features,
-    precision: str = EngineOptions.precision,
-    deterministic: bool = EngineOptions.deterministic,
-    absence: bool = EngineOptions.absence,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     threads: int = EngineOptions.threads,
+    options: Optional[dict] = None,
 ) -> None:
     """Measure engine speed: FPS, per-stage split, device and peak memory."""
-    _use_threads(threads, device)
+    o = options  # the run options (run/options.py's table)
+    _use_threads(threads, o["device"])
     from vossegcli.run.benchmark import run_benchmark
 
     try:
-        config = engine_config(preset=preset, augment=augment, fill=fill, update=update, seed=seed, refiner=refiner,
-                               precision=precision, absence=absence, target_features=target_features)
+        config = engine_config(o)
         input_path, masks = _sample_defaults(input_path, mask)
         with _progress() as bar:
             task = bar.add_task("benchmark", total=None)
             result = run_benchmark(
-                input_path, masks, device=device, config=config, max_frames=frames, max_size=max_size,
-                deterministic=deterministic,
+                input_path, masks, device=o["device"], config=config, max_frames=frames, max_size=o["max_size"],
+                deterministic=o["deterministic"],
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     except VossegError as error:

@@ -18,6 +18,7 @@ from vossegcli.run.options import engine_config, parse_value
 from vossegcli.cli.common import (
     EngineOptions, _Command, _as_flags, _default_out, _describe_refiner, _describe_target_features, _fail,
     _interrupted_exit, _progress, _sample_defaults, _stop_on_signals, _use_threads, app, console, err_console,
+    with_run_options,
 )
 
 
@@ -198,8 +199,8 @@ def _segment_auto(
     "130 stopped by Ctrl-C (SIGINT), 143 stopped by SIGTERM - the masks written so far are complete and "
     "--resume continues."
 )
-
-
+@with_run_options("device", "max_size", "snap_mask", "preset", "augment", "fill", "update", "seed", "refiner",
+                  "target_features", "precision", "deterministic", "state_every", "absence", "bidirectional")
 def segment(
     input_path: Optional[Path] = typer.Argument(
         None, metavar="[INPUT]", help="Video file (mp4, mov, avi, mkv, webm) or folder of frames. Default: the bundled sample."
@@ -210,7 +211,6 @@ def segment(
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Output folder for one palette PNG per frame. Default: out/<input name>."
     ),
-    device: str = EngineOptions.device,
     report: Optional[Path] = typer.Option(None, help="Write a JSON report (objects, timings, FPS, memory, weights)."),
     force: bool = typer.Option(False, help="Write into a non-empty output folder, overwriting files."),
     resume: bool = typer.Option(
@@ -227,20 +227,6 @@ def segment(
         help="Remove objects from frame N on (no pixels from there; give the id again with a later --mask to bring it "
         "back). On a finished run in --out it is a correction, like --correct. Repeat for more.",
     ),
-    max_size: int = EngineOptions.max_size,
-    snap_mask: bool = EngineOptions.snap_mask,
-    preset: str = EngineOptions.preset,
-    augment: Optional[int] = EngineOptions.augment,
-    fill: Optional[str] = EngineOptions.fill,
-    update: bool = EngineOptions.update,
-    seed: int = EngineOptions.seed,
-    refiner: str = EngineOptions.refiner,
-    target_features: str = EngineOptions.target_features,
-    precision: str = EngineOptions.precision,
-    deterministic: bool = EngineOptions.deterministic,
-    state_every: int = EngineOptions.state_every,
-    absence: bool = EngineOptions.absence,
-    bidirectional: bool = EngineOptions.bidirectional,
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of a summary."),
     auto: bool = typer.Option(
         False, "--auto",
@@ -277,11 +263,13 @@ def segment(
         "- check or edit it first.",
     ),
     threads: int = EngineOptions.threads,
+    options: Optional[dict] = None,
 ) -> None:
     """Segment the objects of the given mask(s) in every frame and write palette PNGs, plus diagnostics.jsonl
     (per frame and object: tracked / uncertain / lost / absent and the signals behind it). With --auto, no mask is
     needed: the primary object is found and segmented."""
-    _use_threads(threads, device)
+    o = options  # the run options (run/options.py's table)
+    _use_threads(threads, o["device"])
     from vossegcli.run.inputs import internal_size, load_inputs
     from vossegcli.run.segment import segment as run_segment
 
@@ -289,11 +277,6 @@ def segment(
     if objects != "1" and not auto:
         with _segment_errors():
             raise VossegError("--objects goes with --auto (with masks, every object you give is segmented)")
-    options = dict(  # the run options (run/options.py's table)
-        preset=preset, augment=augment, fill=fill, update=update, seed=seed, refiner=refiner,
-        target_features=target_features, max_size=max_size, snap_mask=snap_mask, device=device, precision=precision,
-        deterministic=deterministic, state_every=state_every, absence=absence, bidirectional=bidirectional,
-    )
     if (correct or remove) and (auto or dry_run):
         with _segment_errors():
             raise VossegError(("--correct" if correct else "--remove") + " goes with a run made from masks: run --auto "
@@ -307,10 +290,10 @@ def segment(
         input_path, masks = _sample_defaults(input_path, mask)
         out = out if out is not None else _default_out(input_path)
         command = _segment_command(given_input, given_masks, out, options)
-        reader, mask_set = load_inputs(input_path, masks, snap=snap_mask)
+        reader, mask_set = load_inputs(input_path, masks, snap=o["snap_mask"])
         info = reader.info
-        work = internal_size(info.width, info.height, max_size)
-        scaled = f" (segmented at {work[0]}x{work[1]}, --max-size {max_size})" if work != (info.width, info.height) else ""
+        work = internal_size(info.width, info.height, o["max_size"])
+        scaled = f" (segmented at {work[0]}x{work[1]}, --max-size {o['max_size']})" if work != (info.width, info.height) else ""
         err_console.print(
             f"[bold]{input_path}[/]: {info.kind}, {info.width}x{info.height}, "
             f"{info.num_frames if info.num_frames is not None else '?'} frames, "
@@ -328,20 +311,15 @@ def segment(
                 input_path,
                 masks,
                 out,
-                device=device,
                 config=config,
                 force=force,
                 progress=tick,
                 reader=reader,
                 masks=mask_set,
-                max_size=max_size,
                 resume=resume,
-                snap_mask=snap_mask,
                 command=command,
                 notify=lambda line: err_console.print(f"  {_as_flags(line)}", highlight=False, soft_wrap=True),
-                deterministic=deterministic,
-                state_every=state_every,
-                bidirectional=bidirectional,
+                **{k: o[k] for k in ("device", "max_size", "snap_mask", "deterministic", "state_every", "bidirectional")},
                 correct=correct or (),
                 remove=remove or (),
             )
