@@ -75,48 +75,12 @@ from vossegcli.engine.presence import FrameDiagnostics, PresenceState, Status, a
 from vossegcli.engine.refiner import Refiner, load_refiner
 from vossegcli.engine.scene_cut import colour_histogram
 from vossegcli.engine.state import StageTimes, VideoState
-from vossegcli.engine.target_features import TargetFeatures, load_target_features
+from vossegcli.engine.target_features import load_target_features
 from vossegcli.engine.target_fit import fit_target_model, fit_target_models, start_samples
 from vossegcli.engine.target_model import (
     BatchedSamples, BatchedTargetProblem, UpsampleOperator, project_frame, score_projected_batched,
 )
-from vossegcli.engine.weights import weights_file
-from vossegcli.errors import VossegError
-
-
-def resolve_refiner(spec: str | None, device: torch.device) -> Refiner | None:
-    """The refiner named by a config's ``refiner`` field ("default", a path, or None)."""
-    if spec is None or spec == "none":
-        return None
-    path, _ = weights_file("refiner", spec, with_sha256=False)
-    if path is None:
-        return None
-    if not path.is_file():
-        raise VossegError(f"{path}: refiner weights not found; pass an existing file or refiner=None")
-    try:
-        return load_refiner(path, device)
-    except ValueError as error:  # a refiner of a removed variant: the message says so
-        if "removed from vosseg" in str(error):
-            raise VossegError(str(error)) from None
-        raise VossegError(f"{path}: not a vosseg refiner file (ValueError); pass another file or refiner=None") from None
-    except Exception as error:  # a corrupt or foreign file
-        raise VossegError(f"{path}: not a vosseg refiner file ({type(error).__name__}); pass another file or refiner=None") from None
-
-
-def resolve_target_features(spec: str | None, device: torch.device) -> TargetFeatures | None:
-    """The adapter named by a config's ``target_features`` field ("default", a path, or None)."""
-    if spec is None or spec == "none":
-        return None
-    path, _ = weights_file("target_features", spec, with_sha256=False)
-    if path is None:
-        return None
-    if not path.is_file():
-        raise VossegError(f"{path}: target-feature weights not found; pass an existing file or target_features=None")
-    try:
-        return load_target_features(path, device)
-    except Exception as error:  # a corrupt or foreign file
-        raise VossegError(f"{path}: not a vosseg target-feature file ({type(error).__name__}); "
-                          "pass another file or target_features=None") from None
+from vossegcli.engine.weights import load_named
 
 
 #: Gauss–Newton steps (of ``init_w2_cg_iterations`` CG iterations) re-fitting w2 on an anchor frame.
@@ -147,11 +111,12 @@ class Segmenter:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.backbone = (backbone or Backbone()).to(self.device)
         if refiner is None:
-            refiner = resolve_refiner(self.config.refiner, self.device)
+            refiner = load_named("refiner", self.config.refiner, self.device, load_refiner, "refiner", "refiner")
         if refiner is not None:  # channels_last: ~1.6x faster convolutions on CPU, same results
             refiner = refiner.to(self.device, memory_format=torch.channels_last).eval()
         self.refiner = refiner
-        self.target_features = resolve_target_features(self.config.target_features, self.device)
+        self.target_features = load_named("target_features", self.config.target_features, self.device, load_target_features,
+                                           "target-feature", "target_features")
         self.compute_dtype = resolve_precision(self.config.precision, self.device)
         self.solver = GaussNewtonCG(preconditioner=self.config.preconditioner)
         self.w2_solver = GaussNewtonCG(preconditioner=self.config.preconditioner[1:])

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from vossegcli.errors import VossegError
 from vossegcli.files import sha256_of
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -63,6 +64,29 @@ def weights_file(key: str, spec: Any, with_sha256: bool = True) -> tuple[Path | 
         return path, sha256_of(path) if with_sha256 and path.is_file() else None
     except OSError:
         return path, None
+
+
+def load_named(key: str, spec: Any, device, load: Callable[[Path, Any], Any], what: str, option: str):
+    """The network a config's ``spec`` names for manifest entry ``key``, loaded by ``load(path,
+    device)``; None for None / "none" or when nothing ships. A missing, corrupt or foreign file is a
+    VossegError naming the file and the fix (``what``: the kind of file, e.g. "refiner"; ``option``:
+    the config field that names it)."""
+    if spec is None or spec == "none":
+        return None
+    path, _ = weights_file(key, spec, with_sha256=False)
+    if path is None:
+        return None
+    if not path.is_file():
+        raise VossegError(f"{path}: {what} weights not found; pass an existing file or {option}=None")
+    fix = f"pass another file or {option}=None"
+    try:
+        return load(path, device)
+    except ValueError as error:  # e.g. a network of a variant removed from vosseg: its message says so
+        if "removed from vosseg" in str(error):
+            raise VossegError(str(error)) from None
+        raise VossegError(f"{path}: not a vosseg {what} file (ValueError); {fix}") from None
+    except Exception as error:  # a corrupt or foreign file
+        raise VossegError(f"{path}: not a vosseg {what} file ({type(error).__name__}); {fix}") from None
 
 
 def shipped_info(key: str, role: str, missing: str, scores: Any = None) -> dict:
