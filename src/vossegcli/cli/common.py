@@ -156,22 +156,9 @@ def with_run_options(*names: str):
 
 
 class EngineOptions:
-    """Run options shared by segment and benchmark (Typer declarations, from the table in run/options.py)."""
+    """Single option declarations for commands that do not take the run options as a group
+    (:func:`with_run_options`): ``--device`` (from the table) for the trainers, and ``--threads``."""
 
-    preset = _typer_option("preset")
-    augment = _typer_option("augment")
-    fill = _typer_option("fill")
-    update = _typer_option("update")
-    seed = _typer_option("seed")
-    refiner = _typer_option("refiner")
-    target_features = _typer_option("target_features")
-    precision = _typer_option("precision")
-    absence = _typer_option("absence")
-    deterministic = _typer_option("deterministic")
-    max_size = _typer_option("max_size")
-    snap_mask = _typer_option("snap_mask")
-    state_every = _typer_option("state_every")
-    bidirectional = _typer_option("bidirectional")
     device = _typer_option("device")
     threads = typer.Option(
         0, "--threads", min=0,
