@@ -91,6 +91,19 @@ def test_cuda_request_without_cuda_is_a_clear_error(tmp_path):
     assert "cuda" in result.output.lower() and "--device cpu" in result.output
 
 
+@pytest.mark.parametrize("command", ["train-target-features", "train-instances"])
+def test_trainers_asked_for_cuda_without_cuda_fail_clearly_and_write_nothing(tmp_path, command):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = tmp_path / "weights.pt"
+    result = run_cli(command, "--data", tmp_path, "--out", out, "--device", "cuda", "--cache", tmp_path / "cache")
+    assert result.exit_code != 0
+    assert "--device cuda" in result.output and "--device cpu" in result.output
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
 def test_object_starting_on_a_later_frame(tmp_path):
     """Frame-folder input with a mask for frame 10 only: earlier frames are background,
     frame 10 is exactly the given mask, later frames carry the objects on."""

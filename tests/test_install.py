@@ -5,7 +5,6 @@ import subprocess
 import sys
 from importlib import metadata
 
-import pytest
 import torch
 
 from vossegcli import install_check

@@ -168,15 +168,16 @@ def train_target_features(
     seed: int = typer.Option(0, help="Random seed."),
     lr: float = typer.Option(5e-4, help="Adam learning rate (divided by 10 for the last 20 % of the steps)."),
     eval_every: int = typer.Option(250, help="Steps between held-out losses (folds only)."),
+    device: str = EngineOptions.device,
     threads: int = EngineOptions.threads,
 ) -> None:
     """Train the learned target-model features (LWL's adapter) through the engine's own target-model fit on
     cached backbone features of davis16-train and synthetic clips. Prints the loss every 50 steps."""
-    _use_threads(threads, "cpu")
+    _use_threads(threads, device)
     from vossegcli.train.target_features import main as train_main
 
     args = [str(out), "--data", str(data), "--cache", str(cache), "--real", real, "--steps", str(steps),
-            "--seed", str(seed), "--lr", str(lr), "--eval-every", str(eval_every)]
+            "--seed", str(seed), "--lr", str(lr), "--eval-every", str(eval_every), "--device", device]
     try:
         train_main(args)
     except VossegError as error:
@@ -196,14 +197,15 @@ def train_instances(
     cache: Path = typer.Option(Path("runs/instances-cache"), help="Where the rendered clips' backbone features are kept."),
     seed: int = typer.Option(0, help="Random seed."),
     init: Optional[Path] = typer.Option(None, help="Continue from these instance-decoder weights."),
+    device: str = EngineOptions.device,
 ) -> None:
     """Train RVOS's recurrent instance decoder (the object proposer of --auto --objects), zero-shot, on synthetic
     multi-object clips (DUTS-TR training objects) and davis16-train composites. Prints the loss every 50 steps."""
-    _use_threads(threads, "cpu")
+    _use_threads(threads, device)
     from vossegcli.train.instances import main as train_main
 
     try:
         train_main([str(out), "--data", str(data), "--cache", str(cache), "--steps", str(steps),
-                    "--synthetic", str(synthetic), "--seed", str(seed)] + (["--init", str(init)] if init else []))
+                    "--synthetic", str(synthetic), "--seed", str(seed), "--device", device] + (["--init", str(init)] if init else []))
     except VossegError as error:
         _fail(error)

@@ -160,7 +160,8 @@ def instance_labels(logits: Tensor, scores: Tensor, frame_hw: tuple[int, int], m
 
 
 def save_instances(net: InstanceDecoder, path: Path, meta: dict | None = None) -> None:
-    atomic_torch_save({"config": net.config.as_dict(), "state_dict": net.state_dict(), "meta": meta or {}}, path)
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}  # a file trained on a GPU loads anywhere
+    atomic_torch_save({"config": net.config.as_dict(), "state_dict": state, "meta": meta or {}}, path)
 
 
 def load_instances(path: Path, device: torch.device | str = "cpu") -> InstanceDecoder:

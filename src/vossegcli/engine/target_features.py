@@ -94,7 +94,8 @@ class TargetFeatures(nn.Module):
 
 
 def save_target_features(module: TargetFeatures, path: Path, meta: dict | None = None) -> None:
-    atomic_torch_save({"config": module.config.as_dict(), "state_dict": module.state_dict(), "meta": meta or {}}, path)
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}  # a file trained on a GPU loads anywhere
+    atomic_torch_save({"config": module.config.as_dict(), "state_dict": state, "meta": meta or {}}, path)
 
 
 def load_target_features(path: Path, device: torch.device | str = "cpu") -> TargetFeatures:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from vossegcli.datasets.cutouts import DutsPool
 from vossegcli.datasets.roots import davis16_root, duts_root, split_sequences
 from vossegcli.engine.backbone import Backbone
+from vossegcli.engine.device import resolve_device
 from vossegcli.engine.rvos import InstanceConfig, InstanceDecoder, load_instances, save_instances
 from vossegcli.eval.assignment import best_assignment
 from vossegcli.eval.auto_multi import PAIR_SIZE, multi_clip, pair_clip
@@ -155,8 +156,9 @@ def window_loss(logits: torch.Tensor, scores: torch.Tensor, targets: torch.Tenso
 
 class InstanceTrainer:
     def __init__(self, config: InstanceTrainConfig, clips: list[dict], log=print,
-                 init: InstanceDecoder | None = None) -> None:
+                 init: InstanceDecoder | None = None, device: torch.device | str = "cpu") -> None:
         self.cfg = config
+        self.device = torch.device(device)
         self.log = log
         torch.manual_seed(config.seed)
         self.rng = random.Random(config.seed)
@@ -168,6 +170,7 @@ class InstanceTrainer:
         else:
             frames = [self.rng.choice(c["levels"]) for c in self.rng.choices(clips, k=64)]
             self.net.set_statistics([torch.stack([f[k] for f in frames]) for k in LEVEL_NAMES])
+        self.net.to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.step = 0
         self.history: list[dict] = []
@@ -180,13 +183,13 @@ class InstanceTrainer:
 
     def item_loss(self, clip: dict, start: int) -> tuple[torch.Tensor, float]:
         frames = range(start, min(start + self.cfg.window, len(clip["levels"])))
-        labels = clip["labels"][list(frames)].long()
+        labels = clip["labels"][list(frames)].long().to(self.device)
         ids = [i for i in torch.unique(labels).tolist() if 0 < i < 255]
         state = None
         logits, scores = [], []
         for t in frames:
             lv = clip["levels"][t]
-            out, score, state = self.net.forward_levels(*(lv[k][None].float() for k in LEVEL_NAMES), state)
+            out, score, state = self.net.forward_levels(*(lv[k][None].to(self.device).float() for k in LEVEL_NAMES), state)
             logits.append(out[0])
             scores.append(score[0])
         logits_t = torch.stack(logits)  # (T, S, h, w)
@@ -232,13 +235,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--synthetic", type=int, default=160)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", type=Path, default=None, help="continue from these instance-decoder weights")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (the cache is always built on the CPU)")
     args = ap.parse_args(argv)
+    device = resolve_device(args.device)
     t0 = time.perf_counter()
     cfg = InstanceTrainConfig(steps=args.steps, synthetic=args.synthetic, seed=args.seed)
     clips = build_cache(args.data, args.cache, cfg, log=lambda s: print(s, flush=True))
     print(json.dumps({"clips": len(clips), "seconds": round(time.perf_counter() - t0)}), flush=True)
     init = load_instances(args.init) if args.init else None
-    trainer = InstanceTrainer(cfg, clips, log=lambda s: print(s, flush=True), init=init)
+    trainer = InstanceTrainer(cfg, clips, log=lambda s: print(s, flush=True), init=init, device=device)
     trainer.train()
     command = " ".join(["vosseg train-instances", *(argv if argv is not None else sys.argv[1:])])
     trainer.save(args.out, {"command": command, "wall_seconds": round(time.perf_counter() - t0)})

@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from vossegcli.engine.device import resolve_device
 from vossegcli.engine.geometry import downsample_mask
 from vossegcli.engine.optim import GaussNewtonCG
 from vossegcli.engine.config import SegmenterConfig
@@ -92,8 +93,10 @@ class AdapterTrainer:
     """Trains a :class:`TargetFeatures` through the engine's target-model fit; see the module docstring."""
 
     def __init__(self, config: AdapterTrainConfig, real: list[CachedClip], synthetic: list[CachedClip],
-                 engine: SegmenterConfig | None = None, log: Callable[[str], None] = print) -> None:
+                 engine: SegmenterConfig | None = None, log: Callable[[str], None] = print,
+                 device: torch.device | str = "cpu") -> None:
         self.cfg = config
+        self.device = torch.device(device)
         self.engine = engine or SegmenterConfig()
         self.real, self.synthetic = real, synthetic
         self.log = log
@@ -101,6 +104,7 @@ class AdapterTrainer:
         self.rng = random.Random(config.seed)
         self.adapter = TargetFeatures(TargetFeaturesConfig(config.width, config.out_channels, self.engine.feature_scale))
         self._set_statistics()
+        self.adapter.to(self.device)
         self.optimizer = torch.optim.Adam(self.adapter.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.solver = GaussNewtonCG(preconditioner=self.engine.preconditioner)
         self.w2_solver = GaussNewtonCG(preconditioner=self.engine.preconditioner[1:])
@@ -141,7 +145,7 @@ class AdapterTrainer:
     def _op(self, grid: tuple[int, int], label_hw: tuple[int, int], dtype: torch.dtype) -> UpsampleOperator:
         key = (grid, label_hw, dtype)
         if key not in self._ops:
-            self._ops[key] = UpsampleOperator(grid, label_hw, self.engine.label_stride, dtype=dtype)
+            self._ops[key] = UpsampleOperator(grid, label_hw, self.engine.label_stride, device=self.device, dtype=dtype)
         return self._ops[key]
 
     def item_loss(self, clip: CachedClip, obj: int, ref: int, tests: list[int], seed: int,
@@ -151,14 +155,16 @@ class AdapterTrainer:
         adapter = adapter or self.adapter
         frames = [ref, *tests]
         dtype = adapter.mean.dtype  # float32 in training; a float64 adapter (gradient checks) runs in float64
-        x = adapter.forward_levels(*(torch.stack([clip.features[i][k] for i in frames]).to(dtype) for k in LEVELS))  # (T, h, w, C)
+        dev = self.device
+        x = adapter.forward_levels(*(torch.stack([clip.features[i][k] for i in frames]).to(dev, dtype)
+                                     for k in LEVELS))  # (T, h, w, C)
         s = eng.label_stride
-        masks = torch.stack([(clip.labels[i] == obj).to(dtype) for i in frames])[:, None]
+        masks = torch.stack([(clip.labels[i] == obj) for i in frames])[:, None].to(dev, dtype)
         labels = downsample_mask(masks, s)[:, 0]  # (T, H', W')
         op = self._op(tuple(x.shape[1:3]), tuple(labels.shape[-2:]), dtype)
         init = TargetModel.initialize(x.shape[-1], eng.channels, torch.Generator().manual_seed(seed))
-        w1, w2 = (w[None].to(dtype) for w in to_batched_weights(init))
-        one = torch.ones((1, 1), dtype=dtype)
+        w1, w2 = (w[None].to(dev, dtype) for w in to_batched_weights(init))
+        one = torch.ones((1, 1), dtype=dtype, device=dev)
         problem = BatchedTargetProblem(BatchedSamples(x[None, :1], labels[None, :1], one, s, eng.hinge_fraction),
                                        eng.regularization, optimize_w1=True, upsample=op)
         w1, w2 = self.solver.run(problem, [w1, w2], eng.init_cg_iterations)
@@ -177,7 +183,7 @@ class AdapterTrainer:
             mem_feats.append(projected[j])
             mem_labels.append(torch.sigmoid(logit[0]).detach())
             weights = _recency(weights, eng.memory_learning_rate, self.cfg.anchor_weight)
-            gamma = torch.tensor(weights, dtype=dtype)[None]
+            gamma = torch.tensor(weights, dtype=dtype, device=dev)[None]
             upd = BatchedTargetProblem(BatchedSamples(torch.stack(mem_feats)[None], torch.stack(mem_labels)[None], gamma,
                                                       s, eng.hinge_fraction),
                                        eng.regularization, optimize_w1=False, upsample=op)
@@ -254,7 +260,7 @@ def _recency(weights: list[float], eta: float, anchor: float) -> list[float]:
 
 def baseline_adapter(trainer: AdapterTrainer) -> TargetFeatures:
     """An adapter whose learned channels are all zero: D sees the old features (plus zeros)."""
-    base = TargetFeatures(trainer.adapter.config)
+    base = TargetFeatures(trainer.adapter.config).to(trainer.device)
     base.load_state_dict(trainer.adapter.state_dict())
     with torch.no_grad():
         base.mix.weight.zero_()
@@ -277,7 +283,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--synthetic-ratio", type=float, default=0.5)
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = ap.parse_args(argv)
+    device = resolve_device(args.device)
     root = davis16_root(args.data)
     names = training_sequences(root, args.real)
     held = [n for n in all_sequences(root) if n not in names]
@@ -287,17 +295,17 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({"loaded": len(real), "synthetic": len(synth), "held": held, "seconds": round(time.perf_counter() - t0)}), flush=True)
     cfg = AdapterTrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, width=args.width,
                              out_channels=args.out_channels, synthetic_ratio=args.synthetic_ratio, seed=args.seed)
-    trainer = AdapterTrainer(cfg, real, synth, log=lambda s: print(s, flush=True))
+    trainer = AdapterTrainer(cfg, real, synth, log=lambda s: print(s, flush=True), device=device)
     evaluate = None
     if held:
         held_clips = load_cached(args.cache, held)
-        probe = AdapterTrainer(AdapterTrainConfig(synthetic_ratio=0.0, seed=99), held_clips, [], log=lambda s: None)
+        probe = AdapterTrainer(AdapterTrainConfig(synthetic_ratio=0.0, seed=99), held_clips, [], log=lambda s: None)  # sampling only
         rng = random.Random(5)
         items = [probe.sample_item(rng) for _ in range(48)]
         base = trainer.fixed_loss(items, baseline_adapter(trainer))
         print(json.dumps({"held_baseline_loss": round(base, 5)}), flush=True)
         evaluate = lambda: {"held_loss": round(trainer.fixed_loss(items), 5), "held_baseline_loss": round(base, 5)}
     trainer.train(evaluate_every=args.eval_every, evaluate=evaluate)
-    trainer.save(args.out, {"real": args.real, "cache": str(args.cache), "held_out": held,
+    trainer.save(args.out, {"real": args.real, "cache": str(args.cache), "held_out": held, "device": str(device),
                             "wall_seconds": round(time.perf_counter() - t0), "command": " ".join(["vosseg", *sys.argv[1:]] if sys.argv[0].endswith("vosseg") else sys.argv)})
     print(json.dumps({"saved": str(args.out), "seconds": round(time.perf_counter() - t0)}), flush=True)
