@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -55,7 +56,7 @@ class StoredBackbone(torch.nn.Module):
         if path.is_file():
             return BackboneFeatures(**torch.load(path))
         feats = self.inner(images)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two runs may fill the store at once
         torch.save({k: getattr(feats, k) for k in ("s4", "s8", "s16", "s32")}, tmp)
         tmp.replace(path)
         return feats
