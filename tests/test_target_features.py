@@ -103,6 +103,19 @@ def test_memory_weights_of_the_training_path_follow_the_engine_memory():
         assert np.allclose(memory.weights[0, : len(weights)].numpy(), weights, atol=1e-9)
 
 
+def test_the_adapter_trainer_keeps_the_sharpness_the_shipped_adapters_were_trained_with():
+    """The engine's score sharpness changed (8 → 32); a trainer given no engine settings still
+    trains as the recorded commands did, on the engine's other defaults."""
+    from vossegcli.engine.config import SegmenterConfig
+    from vossegcli.train.target_features import ADAPTER_SCORE_SHARPNESS
+
+    trainer = AdapterTrainer(AdapterTrainConfig(width=8, out_channels=4), [_toy_clip("a", seed=1)], [],
+                             log=lambda s: None)
+    assert trainer.engine.score_sharpness == ADAPTER_SCORE_SHARPNESS == 8.0
+    assert SegmenterConfig().score_sharpness == 32.0
+    assert trainer.engine.channels == SegmenterConfig().channels
+
+
 def _trainer(seed: int = 0, steps: int = 2, test_frames: int = 2) -> AdapterTrainer:
     clips = [_toy_clip("a", seed=1), _toy_clip("b", seed=2)]
     cfg = AdapterTrainConfig(steps=steps, batch_size=2, width=8, out_channels=4, test_frames=test_frames, gap=(1, 2),

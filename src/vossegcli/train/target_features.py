@@ -22,7 +22,7 @@ import json
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -89,6 +89,12 @@ def synthetic_names(cache: Path) -> list[str]:
     return sorted(p.stem for p in Path(cache).glob("synthetic-*.pt") if "." not in p.stem)
 
 
+#: k of D's probability sigmoid(k·(score − 0.5)) in the training loss and the memory labels: the
+#: engine's default until 2026-12-04 (8; now 32, docs/RESULTS.md), kept so the shipped adapters'
+#: recorded commands still reproduce them.
+ADAPTER_SCORE_SHARPNESS = 8.0
+
+
 class AdapterTrainer:
     """Trains a :class:`TargetFeatures` through the engine's target-model fit; see the module docstring."""
 
@@ -97,7 +103,8 @@ class AdapterTrainer:
                  device: torch.device | str = "cpu") -> None:
         self.cfg = config
         self.device = torch.device(device)
-        self.engine = engine or SegmenterConfig()
+        # (the default: the engine's settings with the sharpness the shipped adapters were trained with)
+        self.engine = engine or replace(SegmenterConfig(), score_sharpness=ADAPTER_SCORE_SHARPNESS)
         self.real, self.synthetic = real, synthetic
         self.log = log
         torch.manual_seed(config.seed)
