@@ -79,6 +79,7 @@ def main() -> None:
                     help="folder of fold0.pt … fold4.pt target-feature adapters (each sequence gets the unseen one)")
     ap.add_argument("--anchors", choices=("first", "mid", "quarters"), default="first",
                     help="ground-truth masks given: the first frame's; also the middle one's; also at 25/50/75 %%")
+    ap.add_argument("--bidirectional", action="store_true", help="as `vosseg segment --bidirectional`")
     ap.add_argument("--no-blend", action="store_true", help="anchors re-fit the forward pass only (no backward blend)")
     args = ap.parse_args()
     if args.no_blend:
@@ -92,8 +93,8 @@ def main() -> None:
     start = time.time()
     result = run_real30(args.data, args.recipe, args.refiners, args.masks / (args.name or "run"), config,
                         sequences=args.sequences, backbone=backbone, target_features=args.target_features, anchors=args.anchors,
-                        progress=lambda seq, i, n: print(f"  {i}/{n} {seq}", file=sys.stderr, flush=True))
-    row = {"name": args.name, "anchors": args.anchors, "blend": not args.no_blend, "preset": args.preset, "override": json.loads(args.override),
+                        bidirectional=args.bidirectional, progress=lambda seq, i, n: print(f"  {i}/{n} {seq}", file=sys.stderr, flush=True))
+    row = {"name": args.name, "anchors": args.anchors, "bidirectional": args.bidirectional, "blend": not args.no_blend, "preset": args.preset, "override": json.loads(args.override),
            "target_features": str(args.target_features) if args.target_features else None, **result.summary(),
            "seconds": round(time.time() - start), "date": time.strftime("%Y-%m-%d")}
     with args.out.open("a") as handle:

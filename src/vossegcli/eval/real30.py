@@ -127,6 +127,7 @@ def run_real30(
     progress: Callable[[str, int, int], None] | None = None,
     target_features: Path | None = None,
     anchors: str = "first",
+    bidirectional: bool = False,
 ) -> Real30Result:
     """Segment every real30 sequence (first-frame mask, same path as ``vosseg segment``) with its
     unseen refiner into ``out_root/<seq>`` and score them. ``config.refiner`` is replaced per
@@ -134,7 +135,8 @@ def run_real30(
     engines (one engine per refiner file); default: one loaded here. ``target_features``: a folder
     of fold0.pt … fold4.pt target-feature adapters, each sequence segmented with the one that never
     saw it (default: ``config.target_features`` for all). ``anchors``: the ground-truth masks given,
-    :data:`ANCHOR_MODES` (``first``: the first frame only, the protocol)."""
+    :data:`ANCHOR_MODES` (``first``: the first frame only, the protocol). ``bidirectional``: as
+    ``vosseg segment --bidirectional`` (a backward pass over the stretches where an object was lost)."""
     from vossegcli.datasets.roots import davis16_root
     from vossegcli.run.segment import segment
 
@@ -158,7 +160,8 @@ def run_real30(
         count = len(list((root / "masks" / seq).glob("*.png")))
         masks = [f"{f}:{root / 'masks' / seq / f'{f:05d}.png'}" for f in anchor_frames(anchors, count)]
         result = segment(root / "videos" / f"{seq}.mp4", masks, Path(out_root) / seq,
-                         device=device, config=cfg, force=True, segmenter=engines[key])
+                         device=device, config=cfg, force=True, segmenter=engines[key],
+                         bidirectional=bidirectional)
         fps[seq] = result.fps
         if progress:
             progress(seq, i + 1, len(chosen))

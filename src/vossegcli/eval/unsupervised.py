@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from vossegcli.engine.config import SegmenterConfig
 from vossegcli.eval.metrics import boundary_measure, region_similarity
 from vossegcli.datasets.roots import davis16_root, split_sequences
 from vossegcli.io.palette import VOID_ID, read_label_png
@@ -60,7 +61,9 @@ def score_folder(pred_dir: Path, gt_dir: Path) -> tuple[float, float, int]:
 
 def run_split(data: Path, out_root: Path, variants: dict[str, AutoConfig], *, split: str = "val",
               device: str = "cpu", sequences: list[str] | None = None, keep: bool = False,
-              log: Callable[[str], None] = print) -> list[AutoScore]:
+              log: Callable[[str], None] = print, config: SegmenterConfig | None = None) -> list[AutoScore]:
+    """Run each ``--auto`` variant on the split's sequences (``config``: the engine's settings,
+    default :class:`SegmenterConfig`) and score every frame."""
     root = davis16_root(data)
     names = sequences or split_sequences(root, split)
     results = []
@@ -69,7 +72,7 @@ def run_split(data: Path, out_root: Path, variants: dict[str, AutoConfig], *, sp
         for name in names:
             out = Path(out_root) / variant / name
             t0 = time.perf_counter()
-            run = segment_auto(root / "videos" / f"{name}.mp4", out, cfg, device=device, force=True)
+            run = segment_auto(root / "videos" / f"{name}.mp4", out, cfg, device=device, force=True, config=config)
             wall = time.perf_counter() - t0
             j, f, n = score_folder(out, root / "masks" / name)
             seconds = run.engine_seconds + (run.auto or {}).get("seconds", 0.0) if cfg.mode == "seed" else run.engine_seconds
