@@ -60,6 +60,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from vossegcli.engine.augment import augment_start_frame
 from vossegcli.engine.backbone import Backbone, BackboneFeatures
 from vossegcli.engine.config import PRESETS, SegmenterConfig, preset_config, with_overrides
 from vossegcli.engine.device import (
@@ -73,6 +74,7 @@ from vossegcli.engine.objects import MAX_OBJECTS
 from vossegcli.engine.optim import GaussNewtonCG
 from vossegcli.engine.presence import FrameDiagnostics, PresenceState, Status, assess
 from vossegcli.engine.refiner import Refiner, load_refiner
+from vossegcli.engine.refiner_tuning import refine, tune_refiner
 from vossegcli.engine.scene_cut import colour_histogram
 from vossegcli.engine.state import StageTimes, VideoState
 from vossegcli.engine.target_features import load_target_features
@@ -313,7 +315,7 @@ class Segmenter:
             t = self._timed(state, "presence", t)
         if self.refiner is not None:
             with self._autocast():
-                logits = self.refiner(feats, scores, frame_hw)[:, 0].float()
+                logits = refine(self.refiner, state.refiner_params, feats, scores, frame_hw)[:, 0].float()
         else:
             logits = cfg.score_sharpness * (upsample_scores(scores, frame_hw, 1)[:, 0] - 0.5)
         if given is not None:
@@ -393,6 +395,35 @@ class Segmenter:
             state.w2 = state.w2.clone()
             state.w2[list(slots)] = w2
 
+    def _tune_refiner(self, state: VideoState, rgb: torch.Tensor, feats: BackboneFeatures, masks: torch.Tensor,
+                      w1: torch.Tensor, w2: torch.Tensor, seeds: Sequence[int]) -> None:
+        """Tune the video's refiner parameters on a start frame: per object, the frame and its
+        augmented copies (the target models' own samples, same seeds), each with that object's
+        target-model scores as input, against its mask. ``masks`` (n, H, W); ``w1``/``w2`` the n
+        new target models."""
+        cfg = self.config
+        features, scores, labels = [], [], []
+        for i, (mask, seed) in enumerate(zip(masks, seeds)):
+            images, targets = [None], [mask]
+            if cfg.augment.num_samples > 0:
+                copies, copy_masks = augment_start_frame(rgb.float(), mask, cfg.augment, seed)
+                images += list(copies)
+                targets += list(copy_masks)
+            for image, target in zip(images, targets):
+                if image is None:
+                    f = feats
+                else:
+                    with self._autocast():
+                        f = self.backbone(image[None])
+                x = self._scaled(f)[0]
+                scores.append(score_projected_batched(project_frame(x, w1[i : i + 1]), w2[i : i + 1])[:, None])
+                features.append(f)
+                labels.append(target[None, None].float())
+        batch = BackboneFeatures(*(torch.cat([getattr(f, k).float() for f in features])
+                                   for k in ("s4", "s8", "s16", "s32")))
+        state.refiner_params = tune_refiner(self.refiner, state.refiner_params, batch, torch.cat(scores),
+                                            torch.cat(labels), cfg.refiner_tuning_steps)
+
     def _anchor_objects(self, state: VideoState, rgb: torch.Tensor, x: torch.Tensor, given: torch.Tensor,
                         feats: BackboneFeatures, colour: torch.Tensor | None) -> None:
         """A frame whose mask is given again (``given`` (H, W) ids holding tracked objects): the
@@ -434,6 +465,8 @@ class Segmenter:
             x, rgb, masks, cfg, self._features, self.solver, seeds=[cfg.seed * 1000 + i for i in new_ids],
             upsample_op=self._upsample_op,
         )
+        if cfg.refiner_tuning_steps > 0 and self.refiner is not None:
+            self._tune_refiner(state, rgb, feats, masks, w1, w2, [cfg.seed * 1000 + i for i in new_ids])
         state.w1 = w1 if state.w1 is None else torch.cat([state.w1, w1])
         state.w2 = w2 if state.w2 is None else torch.cat([state.w2, w2])
         start_presence(state, cfg.presence, x, feats, masks, w1, w2, new_ids, colour)

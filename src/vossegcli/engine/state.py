@@ -10,6 +10,8 @@ exactly. A state holds:
 * the objects' sample memories (one batched :class:`~vossegcli.engine.memory.SampleMemory`);
 * the objects' presence state: statuses, boxes, velocities, re-identification templates
   (:class:`~vossegcli.engine.presence.PresenceState`);
+* the refiner's parameters when they were tuned on this video's masks
+  (:mod:`vossegcli.engine.refiner_tuning`);
 * the stage timers of this video.
 
 ``diagnostics`` holds the latest frame's :class:`~vossegcli.engine.presence.FrameDiagnostics`
@@ -74,6 +76,9 @@ class VideoState:
     memory: SampleMemory | None = None
     presence: PresenceState | None = None
     times: StageTimes = field(default_factory=StageTimes)
+    #: The refiner's parameters tuned on this video's given masks (``refiner_tuning_steps``), by
+    #: name; None: the refiner's own.
+    refiner_params: dict[str, Tensor] | None = None
     #: What the caller wants saved with the state (e.g. which run it belongs to); plain JSON types.
     extra: dict = field(default_factory=dict)
     #: The latest frame's self-diagnostics (not saved).
@@ -123,6 +128,8 @@ class VideoState:
             "presence": self.presence.state_dict() if self.presence is not None else None,
             "times": self.times.as_dict(),
             "extra": self.extra,
+            "refiner_params": ({k: v.detach().cpu().clone() for k, v in self.refiner_params.items()}
+                               if self.refiner_params is not None else None),
         }
 
     def _memory_state(self) -> dict | None:
@@ -151,6 +158,8 @@ class VideoState:
             presence=PresenceState.from_state_dict(blob["presence"], device) if blob["presence"] is not None else None,
             times=StageTimes(**blob["times"]),
             extra=dict(blob.get("extra") or {}),
+            refiner_params=({k: v.to(device) for k, v in blob["refiner_params"].items()}
+                            if blob.get("refiner_params") is not None else None),
         )
 
     @classmethod
