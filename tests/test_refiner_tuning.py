@@ -78,7 +78,8 @@ def test_the_tuning_gradient_is_the_modules_own_and_passes_gradcheck():
 
 def _quality():
     """The quality preset with fewer tuning steps (the same path, a shorter test)."""
-    assert preset_config("quality").refiner_tuning_steps > 0 and preset_config("default").refiner_tuning_steps == 0
+    assert preset_config("quality").refiner_tuning_steps > preset_config("default").refiner_tuning_steps > 0
+    assert preset_config("fast").refiner_tuning_steps == 0
     return preset_config("quality", refiner_tuning_steps=3)
 
 
@@ -102,8 +103,8 @@ def test_quality_preset_tunes_each_video_alone_and_deterministically(clip):
     runs.append([r.labels for r in fresh.run(iter(frames), {0: first}, fresh.new_state())])
     assert all(np.array_equal(a, b) and np.array_equal(a, c) for a, b, c in zip(*runs))
     assert all(torch.equal(base[k], v) for k, v in engine.refiner.state_dict().items())
-    default = Segmenter(preset_config("default"), device="cpu")
-    plain = [r.labels for r in default.run(iter(frames), {0: first}, default.new_state())]
+    untuned = Segmenter(preset_config("default", refiner_tuning_steps=0), device="cpu")
+    plain = [r.labels for r in untuned.run(iter(frames), {0: first}, untuned.new_state())]
     assert any(not np.array_equal(a, b) for a, b in zip(runs[0][1:], plain[1:]))  # the tuning changes the masks
 
 
@@ -119,3 +120,64 @@ def test_tuned_refiner_is_saved_with_the_state_and_a_resumed_run_matches(clip, t
     assert all(torch.equal(state.refiner_params[k], v) for k, v in resumed.refiner_params.items())
     rest = [r.labels for r in Segmenter(_quality(), device="cpu").run(iter(frames[3:]), {}, resumed)]
     assert all(np.array_equal(a, b) for a, b in zip(whole, part + rest))
+
+
+def test_a_later_mask_of_a_tracked_object_tunes_the_refiner_again_from_the_weights_so_far(clip, monkeypatch):
+    import vossegcli.engine.segmenter as segmenter_module
+
+    frames, first = clip
+    engine = Segmenter(_quality(), device="cpu")
+    state = engine.new_state()
+    seen, starts = [], []
+    real = segmenter_module.tune_refiner
+
+    def spy(refiner, params, *args):
+        starts.append(params)
+        return real(refiner, params, *args)
+
+    monkeypatch.setattr(segmenter_module, "tune_refiner", spy)
+    for index, frame in enumerate(frames[:4]):
+        engine.step(state, frame, first if index in (0, 2) else None)  # frame 2: the objects' masks again
+        seen.append({k: v.clone() for k, v in state.refiner_params.items()})
+    changed = [any(not torch.equal(a[k], b[k]) for k in a) for a, b in zip(seen, seen[1:])]
+    assert changed == [False, True, False]  # only the frames with a mask move the weights
+    assert starts[0] is None and starts[1] is not None and all(torch.equal(starts[1][k], seen[0][k]) for k in seen[0])
+
+
+@pytest.mark.parametrize("copies, samples", [(0, 1), (2, 3), (None, 5)])
+def test_the_tuning_uses_the_frame_and_as_many_augmented_copies_as_configured(clip, monkeypatch, copies, samples):
+    import vossegcli.engine.segmenter as segmenter_module
+
+    frames, first = clip
+    seen = []
+
+    def spy(refiner, params, features, scores, labels, steps, lr):
+        seen.append((labels.shape[0], steps, lr))
+        return dict(refiner.named_parameters())
+
+    monkeypatch.setattr(segmenter_module, "tune_refiner", spy)
+    config = preset_config("default", refiner_tuning_copies=copies)
+    engine = Segmenter(config, device="cpu")
+    engine.step(engine.new_state(), frames[0], first)
+    objects = len([i for i in np.unique(first) if i])
+    # (the augmentation may reject a copy it cannot make; the sample's copies all succeed)
+    assert seen == [(objects * samples, config.refiner_tuning_steps, config.refiner_tuning_lr)]
+
+
+def test_auto_seeded_runs_do_not_tune_the_refiner_on_their_own_proposals(monkeypatch, tmp_path):
+    import vossegcli.run.auto as auto_module
+
+    class Stop(Exception):
+        pass
+
+    built = []
+
+    def capture(config, device):
+        built.append(config)
+        raise Stop
+
+    monkeypatch.setattr(auto_module, "Segmenter", capture)
+    with pytest.raises(Stop):
+        auto_module.segment_auto(sample_paths().video, tmp_path / "out", auto_module.AutoConfig(), device="cpu",
+                                 config=preset_config("quality"))
+    assert built[0].refiner_tuning_steps == 0 and preset_config("quality").refiner_tuning_steps > 0

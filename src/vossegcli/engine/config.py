@@ -50,11 +50,17 @@ class SegmenterConfig:
     #: "default": the shipped refiner weights if present (weights/manifest.json), else none;
     #: a path: that refiner file; None: no refiner (scores upsampled bilinearly, "D-only").
     refiner: str | None = "default"
-    #: Adam steps that tune the refiner to the objects on each start frame (the frame and its
-    #: augmented copies, against the given masks; :mod:`vossegcli.engine.refiner_tuning`); 0: none.
-    #: ``--preset quality`` sets 30: real30 83.18 → 85.24 J&F (10 steps: 83.95; docs/RESULTS.md),
-    #: at ~30 s per 480p start frame on a 2-core CPU (3.3× the time of an 82-frame clip).
-    refiner_tuning_steps: int = 0
+    #: Adam steps that tune the refiner to the objects of each given mask (the frame and some of its
+    #: augmented copies, against the mask; a later mask of a tracked object tunes again from the
+    #: weights so far; :mod:`vossegcli.engine.refiner_tuning`); 0: none.
+    #: Chosen on real30 (docs/RESULTS.md, "Tuning the refiner on the given mask"): the default's 3
+    #: steps at 1e-3 on the frame and 2 copies give 83.19 → 84.06 J&F for ~2.5 s per 480p start
+    #: frame on a 2-core CPU; ``--preset quality``'s 30 steps at 1e-4 on the frame and all 4 copies
+    #: give 85.24 for ~30 s.
+    refiner_tuning_steps: int = 3
+    refiner_tuning_lr: float = 1e-3  #: Adam's learning rate for those steps
+    #: How many of the start frame's augmented copies the tuning uses besides the frame (None: all).
+    refiner_tuning_copies: int | None = 2
     #: Arithmetic of the backbone and the refiner (the target models and their solver always run
     #: in float32): "auto" — bfloat16 where the hardware computes it natively (CUDA GPUs with
     #: bf16, CPUs with AVX512-BF16 or AMX), else float32; "fp32"; "bf16"; "fp16" (CUDA only).
@@ -75,9 +81,11 @@ PRESETS: dict[str, dict] = {
     # The paper's "Ours": c = 96, t_s = 8, N_GN = 5 with CG (5, 10, 10, 10, 10), N_CGu = 10.
     "default": {},
     # The paper's "Ours (fast)": c = 32, t_s = 16, N_GN = 4, N_CGu = 5.
-    "fast": {"channels": 32, "update_interval": 16, "init_cg_iterations": (5, 10, 10, 10), "update_cg_iterations": 5},
-    # The default plus the refiner tuned on each start frame's masks (engine/refiner_tuning.py).
-    "quality": {"refiner_tuning_steps": 30},
+    # (and no tuning of the refiner on the given masks)
+    "fast": {"channels": 32, "update_interval": 16, "init_cg_iterations": (5, 10, 10, 10), "update_cg_iterations": 5,
+             "refiner_tuning_steps": 0},
+    # The default with the refiner tuned longer on each start frame's masks (engine/refiner_tuning.py).
+    "quality": {"refiner_tuning_steps": 30, "refiner_tuning_lr": 1e-4, "refiner_tuning_copies": None},
 }
 
 

@@ -407,8 +407,9 @@ class Segmenter:
             images, targets = [None], [mask]
             if cfg.augment.num_samples > 0:
                 copies, copy_masks = augment_start_frame(rgb.float(), mask, cfg.augment, seed)
-                images += list(copies)
-                targets += list(copy_masks)
+                keep = len(copies) if cfg.refiner_tuning_copies is None else cfg.refiner_tuning_copies
+                images += list(copies[:keep])
+                targets += list(copy_masks[:keep])
             for image, target in zip(images, targets):
                 if image is None:
                     f = feats
@@ -422,7 +423,7 @@ class Segmenter:
         batch = BackboneFeatures(*(torch.cat([getattr(f, k).float() for f in features])
                                    for k in ("s4", "s8", "s16", "s32")))
         state.refiner_params = tune_refiner(self.refiner, state.refiner_params, batch, torch.cat(scores),
-                                            torch.cat(labels), cfg.refiner_tuning_steps)
+                                            torch.cat(labels), cfg.refiner_tuning_steps, cfg.refiner_tuning_lr)
 
     def _anchor_objects(self, state: VideoState, rgb: torch.Tensor, x: torch.Tensor, given: torch.Tensor,
                         feats: BackboneFeatures, colour: torch.Tensor | None) -> None:
@@ -448,6 +449,8 @@ class Segmenter:
                 self._optimize_w2(state, slots, cfg.init_w2_cg_iterations)
             for i in slots:
                 state.objects.frames_tracked[i] = 0
+            if cfg.refiner_tuning_steps > 0 and self.refiner is not None:  # real30 with a middle mask +1.11
+                self._tune_refiner(state, rgb, feats, masks, state.w1[slots], state.w2[slots], seeds)
         if len(state.presence.status) == state.num_objects:
             anchor_presence(state, cfg.presence, x, feats, given, colour)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -412,7 +412,10 @@ def segment_auto(
         seg = load_primary_segmenter(auto, torch_device, precision)
         return _segment_cosnet(input_path, out_dir, auto, seg, identity, resume=resume, max_size=max_size,
                                progress=progress, notify=notify)
-    # seed mode: the tracker and the primary-object network share one backbone
+    # seed mode: the tracker and the primary-object network share one backbone. The refiner is
+    # tuned only on masks a user gives: a proposal is a guess, and tuning would learn its mistakes
+    # (not measured with --auto).
+    config = replace(config, refiner_tuning_steps=0)
     configure_process(torch_device, segment_kwargs.get("deterministic", False))
     tracker = Segmenter(config, device=torch_device)
     seg = load_primary_segmenter(auto, torch_device, precision, backbone=tracker.backbone)

@@ -50,9 +50,10 @@ class Option:
 
 _OPTIONS = (
     # (the order of the rerun command, kept as before so recorded commands read the same)
-    Option("preset", "default", str, "default, fast (about twice as fast per object, slightly rougher masks) "
-           "or quality (the default plus the refiner tuned on the masks you give: better masks, about 30 s more "
-           "per mask at 480p on a 2-core CPU).", metavar="default|fast|quality", engine=True),
+    Option("preset", "default", str, "default (tunes the refiner briefly on each mask you give, ~2.5 s per 480p "
+           "mask on a 2-core CPU), fast (about twice as fast per object, no tuning, slightly rougher masks) or quality "
+           "(tunes the refiner ten times longer: better masks, about 30 s per mask).", metavar="default|fast|quality",
+           engine=True),
     Option("augment", None, int, "How many altered copies of the first frame (object moved, scaled, turned) the "
            "tracker also learns from before it starts; more copies, steadier tracking, slower start. 0 = none. "
            "Default 4.", engine=True),

@@ -262,7 +262,8 @@ class RefinerTrainer:
         self.device = device
         self.log = log
         spec = None if config.target_features in ("", "none") else config.target_features
-        self.engine = replace(preset_config("default", seed=config.seed), target_features=spec)
+        # (validation scores the refiner as trained: no test-time tuning, as every recorded curve was made)
+        self.engine = replace(preset_config("default", seed=config.seed), target_features=spec, refiner_tuning_steps=0)
         self.adapter_path, self.adapter_sha = weights_file("target_features", spec)
         if spec is not None and (self.adapter_path is None or not self.adapter_path.is_file()):
             raise VossegError(f"{self.adapter_path or spec}: target-feature weights not found; "
