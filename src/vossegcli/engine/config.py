@@ -54,7 +54,7 @@ class SegmenterConfig:
     #: augmented copies, against the mask; a later mask of a tracked object tunes again from the
     #: weights so far; :mod:`vossegcli.engine.refiner_tuning`); 0: none.
     #: Chosen on real30 (docs/RESULTS.md, "Tuning the refiner on the given mask"): the default's 3
-    #: steps at 1e-3 on the frame and 2 copies give 83.19 → 84.06 J&F for ~2.5 s per 480p start
+    #: steps at 1e-3 on the frame and 2 copies give 83.19 → 84.06 J&F for ~3 s per 480p start
     #: frame on a 2-core CPU; ``--preset quality``'s 30 steps at 1e-4 on the frame and all 4 copies
     #: give 85.24 for ~30 s.
     refiner_tuning_steps: int = 3

@@ -397,10 +397,11 @@ class Segmenter:
 
     def _tune_refiner(self, state: VideoState, rgb: torch.Tensor, feats: BackboneFeatures, masks: torch.Tensor,
                       w1: torch.Tensor, w2: torch.Tensor, seeds: Sequence[int]) -> None:
-        """Tune the video's refiner parameters on a start frame: per object, the frame and its
-        augmented copies (the target models' own samples, same seeds), each with that object's
-        target-model scores as input, against its mask. ``masks`` (n, H, W); ``w1``/``w2`` the n
-        new target models."""
+        """Tune the video's refiner parameters (from the shipped or the already tuned ones) on a
+        frame with given masks: per object, the frame and ``refiner_tuning_copies`` of its augmented
+        copies (the target models' own samples, same seeds), each with that object's target-model
+        scores as input, against its mask. ``masks`` (n, H, W); ``w1``/``w2`` the n objects'
+        target models."""
         cfg = self.config
         features, scores, labels = [], [], []
         for i, (mask, seed) in enumerate(zip(masks, seeds)):

@@ -50,7 +50,7 @@ class Option:
 
 _OPTIONS = (
     # (the order of the rerun command, kept as before so recorded commands read the same)
-    Option("preset", "default", str, "default (tunes the refiner briefly on each mask you give, ~2.5 s per 480p "
+    Option("preset", "default", str, "default (tunes the refiner briefly on each mask you give, ~3 s per 480p "
            "mask on a 2-core CPU), fast (about twice as fast per object, no tuning, slightly rougher masks) or quality "
            "(tunes the refiner ten times longer: better masks, about 30 s per mask).", metavar="default|fast|quality",
            engine=True),
